@@ -1,0 +1,50 @@
+# Xiaoxiang real-time order tracking. `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+PYTHON ?= python3
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint format migrate seed bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+migrate: $(VENV)/.installed ## Apply database migrations
+	$(PY) manage.py migrate --noinput
+
+seed: migrate ## Load the demo data (idempotent)
+	$(PY) manage.py seed_demo
+
+run: seed ## Start the whole product (embedded default, or the production topology when DATABASE_URL/REDIS_URL are set)
+	$(PY) manage.py collectstatic --noinput -v0
+	@echo "Open http://127.0.0.1:$(PORT)/  (customer1 / xiaoxiang-demo, admin / xiaoxiang-demo)"
+	@if [ -n "$$REDIS_URL" ]; then \
+		PORT=$(PORT) $(VENV)/bin/honcho -f deploy/Procfile start; \
+	else \
+		PORT=$(PORT) $(VENV)/bin/honcho -f deploy/Procfile.embedded start; \
+	fi
+
+lint: $(VENV)/.installed ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint ## Lint, then run the whole pytest suite
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed ## Run the benchmarks (needs PostgreSQL and Redis: DATABASE_URL, REDIS_URL)
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean: ## Remove the virtualenv, the SQLite database and collected static files
+	rm -rf $(VENV) db.sqlite3 staticfiles

@@ -1,0 +1,128 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from orders.models import Order, OrderStatus, Stage
+from xiaoxiang.ids import new_id
+
+
+class EventKind(models.TextChoices):
+    STATUS = "status", "状态"
+    STAGE = "stage", "仓库阶段"
+    LOCATION = "location", "位置"
+    ETA = "eta", "预计送达"
+    ALERT = "alert", "预警"
+
+
+class OperatorType(models.IntegerChoices):
+    RIDER = 1, "骑手"
+    WAREHOUSE = 2, "仓库"
+    CUSTOMER = 3, "顾客"
+    STAFF = 4, "客服"
+    SYSTEM = 5, "系统"
+
+
+class TrackingEvent(models.Model):
+    """One change of an order: a status, a stage, a GPS point, an ETA or an alert.
+
+    `version` is the order version this event produced, unique per order, so
+    a client that has seen version N asks for events with version > N.
+    """
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="tracking_events", db_column="order_id")
+    status = models.PositiveSmallIntegerField(choices=OrderStatus.choices)
+    longitude = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    latitude = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    address = models.CharField(max_length=255, blank=True)
+    operator_id = models.CharField(max_length=32, blank=True)
+    operator_type = models.PositiveSmallIntegerField(choices=OperatorType.choices, null=True, blank=True)
+    create_time = models.DateTimeField(auto_now_add=True)
+
+    kind = models.CharField(max_length=16, choices=EventKind.choices)
+    stage = models.CharField(max_length=16, choices=Stage.choices, blank=True)
+    recorded_at = models.DateTimeField()
+    version = models.PositiveIntegerField()
+    geohash = models.CharField(max_length=12, blank=True)
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    accuracy = models.FloatField(null=True, blank=True)
+    speed = models.FloatField(null=True, blank=True)
+    heading = models.FloatField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "order_tracking"
+        ordering = ["order", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "version"], name="order_tracking_unique_version"),
+            # Re-uploads of the same point are no-ops (client_id is per rider
+            # app and each order has one rider).
+            models.UniqueConstraint(
+                fields=["order", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="order_tracking_unique_client_id",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["order", "kind", "recorded_at"], name="order_tracking_kind_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} v{self.version} {self.kind}"
+
+
+class Rider(models.Model):
+    """A rider's profile, online state and last known position."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="rider_profile"
+    )
+    display_name = models.CharField(max_length=50)
+    phone = models.CharField(max_length=32, blank=True)
+    online = models.BooleanField(default=True)
+    last_lat = models.FloatField(null=True, blank=True)
+    last_lon = models.FloatField(null=True, blank=True)
+    last_recorded_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    geohash = models.CharField(max_length=12, blank=True, db_index=True)
+
+    class Meta:
+        db_table = "riders"
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class AlertKind(models.TextChoices):
+    STALL = "stall", "骑手停滞"
+    DEVIATION = "deviation", "偏离路线"
+    LATE = "late", "配送超时"
+    OFFLINE = "offline", "骑手离线"
+
+
+class Alert(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="alerts")
+    rider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    kind = models.CharField(max_length=16, choices=AlertKind.choices)
+    message = models.CharField(max_length=255)
+    data = models.JSONField(default=dict, blank=True)
+    opened_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "alerts"
+        ordering = ["-opened_at"]
+        constraints = [
+            # At most one open alert per order and kind: the insert is the claim.
+            models.UniqueConstraint(
+                fields=["order", "kind"], condition=Q(resolved_at__isnull=True), name="alerts_one_open_per_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.order_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None

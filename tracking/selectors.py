@@ -1,0 +1,56 @@
+"""Reads of tracking data."""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Q
+
+from orders.models import Order, OrderStatus
+from tracking.models import EventKind, Rider, TrackingEvent
+from xiaoxiang.geo import geohash_encode, haversine_m
+
+User = get_user_model()
+
+
+def riders_available():
+    """Online riders carrying fewer than RIDER_MAX_ACTIVE_ORDERS delivering orders."""
+    return (
+        Rider.objects.filter(online=True, user__is_active=True, user__groups__name="rider")
+        .annotate(active=Count("user__rider_orders", filter=Q(user__rider_orders__status=OrderStatus.DELIVERING)))
+        .filter(active__lt=settings.RIDER_MAX_ACTIVE_ORDERS)
+        .select_related("user")
+    )
+
+
+def rider_nearest_available(*, lat: float, lon: float) -> Rider | None:
+    """The nearest available rider, searched through the geohash index.
+
+    Widens the geohash prefix (about 1.2 km, 5 km, 40 km, 160 km cells) until
+    some riders match, then ranks those by real distance; riders that never
+    reported a position come last.
+    """
+    candidates = riders_available()
+    cell = geohash_encode(lat, lon, precision=6)
+    for precision in (6, 5, 4, 3):
+        nearby = list(candidates.filter(geohash__startswith=cell[:precision]))
+        if nearby:
+            return min(nearby, key=lambda rider: haversine_m(lat, lon, rider.last_lat, rider.last_lon))
+    return candidates.order_by("active", "user_id").first()
+
+
+def order_rider_position(*, order: Order) -> dict | None:
+    """The newest position (by device time) recorded for this order."""
+    event = (
+        TrackingEvent.objects.filter(order=order, kind=EventKind.LOCATION)
+        .order_by("-recorded_at", "-version")
+        .only("latitude", "longitude", "recorded_at")
+        .first()
+    )
+    if event is None:
+        return None
+    return {"lat": float(event.latitude), "lon": float(event.longitude), "recorded_at": event.recorded_at}
+
+
+def order_timeline(*, order: Order) -> list[TrackingEvent]:
+    return list(
+        TrackingEvent.objects.filter(order=order, kind__in=[EventKind.STATUS, EventKind.STAGE]).order_by("version")
+    )
