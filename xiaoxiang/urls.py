@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("orders.api.urls")),
     path("api/", include("tracking.api.urls")),
+    path("api/", include("tracking.api.stream_urls")),
     path("api/", include("notifications.api.urls")),
     path("", include("orders.urls")),
     path("", include("tracking.urls")),
