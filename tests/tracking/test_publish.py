@@ -1,0 +1,90 @@
+"""The realtime hook: committed tracking events reach the order's channel-layer
+group after commit, and a rolled-back write publishes nothing."""
+
+import asyncio
+import contextlib
+import queue
+import threading
+
+import pytest
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
+from django.db import transaction
+
+from orders import services
+from tracking.realtime import order_group
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Listener:
+    """A channel subscribed to one order's group, read on its own thread and loop.
+
+    channels-redis binds a layer's receive buffer to one loop, so each
+    listener gets its own Redis layer instance; the in-memory layer must be
+    the publisher's instance, and its asyncio queues are not woken across
+    threads, so the listener polls with a short timeout.
+    """
+
+    def __init__(self, order_id: str) -> None:
+        self.messages: queue.Queue = queue.Queue()
+        subscribed = threading.Event()
+
+        async def listen() -> None:
+            layer = get_channel_layer()
+            if not isinstance(layer, InMemoryChannelLayer):
+                layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+            channel = await layer.new_channel()
+            await layer.group_add(order_group(order_id), channel)
+            subscribed.set()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    self.messages.put(await asyncio.wait_for(layer.receive(channel), 0.05))
+
+        threading.Thread(target=asyncio.run, args=(listen(),), daemon=True).start()
+        assert subscribed.wait(5)
+
+    def receive(self, timeout: float = 2.0) -> dict | None:
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+def test_event_is_published_only_after_commit(make_order, customer):
+    order = make_order("pending")
+    listener = Listener(order.id)
+    with transaction.atomic():
+        services.order_pay(order_id=order.id, customer=customer)
+        assert listener.receive(timeout=0.3) is None  # nothing before commit
+    message = listener.receive()
+    assert message["type"] == "order.events"
+    assert message["order_id"] == order.id
+    assert message["version"] == 2
+    assert [(e["version"], e["kind"], e["status"]) for e in message["events"]] == [(2, "status", 2)]
+    assert listener.receive(timeout=0.3) is None  # exactly one message
+
+
+def test_rolled_back_write_publishes_nothing(make_order, operator):
+    order = make_order("paid")
+    listener = Listener(order.id)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.order_stage_report(order_id=order.id, operator=operator, stage="picking")
+        raise RuntimeError("boom after the write")
+    assert listener.receive(timeout=0.5) is None
+    order.refresh_from_db()
+    assert (order.version, order.stage) == (2, "")
+
+
+def test_refused_write_publishes_nothing(make_order, customer):
+    order = make_order("cancelled")
+    listener = Listener(order.id)
+    with pytest.raises(services.Conflict):
+        services.order_pay(order_id=order.id, customer=customer)
+    assert listener.receive(timeout=0.5) is None
+
+
+@pytest.mark.redis
+def test_publish_goes_through_redis_layer(make_order, customer, settings):
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    test_event_is_published_only_after_commit(make_order, customer)
