@@ -126,3 +126,19 @@ class Alert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+
+class EtaFit(models.Model):
+    """One fit of the ETA model (tracking/eta.py); the newest row is the model in use."""
+
+    fitted_at = models.DateTimeField(db_index=True)
+    deliveries = models.PositiveIntegerField()
+    samples = models.PositiveIntegerField()
+    params = models.JSONField()
+
+    class Meta:
+        db_table = "eta_fits"
+        ordering = ["-fitted_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"ETA fit {self.fitted_at:%Y-%m-%d %H:%M} ({self.deliveries} deliveries)"

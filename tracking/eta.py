@@ -1,0 +1,340 @@
+"""ETA as pure functions: fit a small model on completed deliveries, predict, backtest.
+
+No database here: callers pass plain `Delivery` records and track points, so
+the same code serves the live recompute, the refit job, `eta_backtest` and
+the unit tests.
+
+The model
+---------
+- **Travel** is a *pace* in seconds per metre of straight-line distance to
+  the door, learned per (local hour of day, distance band) from every point
+  of every completed track: (time from that point to arrival) / (distance
+  left). Straight-line pace folds the street network's detour factor, traffic
+  and lights into one number. Cells with too few samples fall back to the
+  band across all hours, then to all samples, then to `DEFAULT_PACE_S_PER_M`.
+- **Warehouse** phases (queue before picking, picking, packing, waiting for
+  dispatch) are medians of the observed durations.
+- **Handover** at the door is the median time from arriving within
+  `ARRIVAL_RADIUS_M` of the destination to being marked delivered.
+
+Documented defaults (used with fewer than `MIN_DELIVERIES` deliveries, or
+for a cell with fewer than `MIN_CELL_SAMPLES` samples): riders make 12 km/h
+as the crow flies (about 15 km/h along streets), the warehouse takes 1 min to
+start picking, 5 min to pick, 2 min to pack and 1.5 min to hand over to a
+rider, and the door handover takes 1.5 min.
+"""
+
+import datetime as dt
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from xiaoxiang.geo import haversine_m
+
+ARRIVAL_RADIUS_M = 60.0
+# Upper edges of the distance bands, metres; the last band is open.
+DISTANCE_BAND_EDGES_M = (500.0, 1500.0, 3000.0)
+MIN_DELIVERIES = 5
+MIN_CELL_SAMPLES = 20
+MIN_PHASE_SAMPLES = 5
+# Never promise less than this: even a rider at the door needs a moment.
+MIN_REMAINING_SECONDS = 30.0
+
+DEFAULT_PACE_S_PER_M = 3.6 / 12.0  # 12 km/h straight-line
+DEFAULT_PHASE_SECONDS = {"queue": 60.0, "picking": 300.0, "packing": 120.0, "dispatch": 90.0}
+DEFAULT_HANDOVER_SECONDS = 90.0
+
+# Naive baseline for the backtest: straight-line distance at a fixed 15 km/h, no handover.
+BASELINE_SPEED_MPS = 15.0 / 3.6
+
+# Warehouse phases in order, and the order stage that starts each one ("" = just paid).
+PHASES = ("queue", "picking", "packing", "dispatch")
+PHASE_OF_STAGE = {"": "queue", "picking": "picking", "picked": "packing", "packed": "dispatch"}
+
+
+@dataclass(frozen=True)
+class TrackPoint:
+    lat: float
+    lon: float
+    recorded_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One completed delivery, as the fit and the backtest see it."""
+
+    warehouse: tuple[float, float]
+    destination: tuple[float, float]
+    paid_at: dt.datetime | None
+    dispatched_at: dt.datetime
+    delivered_at: dt.datetime
+    # When each warehouse stage was reported: {"picking": t, "picked": t, "packed": t}.
+    stage_times: dict[str, dt.datetime] = field(default_factory=dict)
+    points: tuple[TrackPoint, ...] = ()
+
+
+@dataclass
+class EtaParams:
+    """A fitted model; `as_dict`/`from_dict` round-trip it through JSON."""
+
+    pace_s_per_m: dict[str, float] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PHASE_SECONDS))
+    handover_seconds: float = DEFAULT_HANDOVER_SECONDS
+    deliveries: int = 0
+    samples: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pace_s_per_m": self.pace_s_per_m,
+            "phase_seconds": self.phase_seconds,
+            "handover_seconds": self.handover_seconds,
+            "deliveries": self.deliveries,
+            "samples": self.samples,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EtaParams":
+        return cls(
+            pace_s_per_m={str(k): float(v) for k, v in data.get("pace_s_per_m", {}).items()},
+            phase_seconds={**DEFAULT_PHASE_SECONDS, **{k: float(v) for k, v in data.get("phase_seconds", {}).items()}},
+            handover_seconds=float(data.get("handover_seconds", DEFAULT_HANDOVER_SECONDS)),
+            deliveries=int(data.get("deliveries", 0)),
+            samples=int(data.get("samples", 0)),
+        )
+
+
+def distance_band(distance_m: float) -> int:
+    for band, edge in enumerate(DISTANCE_BAND_EDGES_M):
+        if distance_m < edge:
+            return band
+    return len(DISTANCE_BAND_EDGES_M)
+
+
+def local_hour(at: dt.datetime, tz: dt.tzinfo) -> int:
+    return at.astimezone(tz).hour
+
+
+def _cell_key(hour: int, band: int) -> str:
+    return f"h{hour}:b{band}"
+
+
+def _band_key(band: int) -> str:
+    return f"b{band}"
+
+
+def pace_for(params: EtaParams, *, hour: int, band: int) -> float:
+    """Seconds per straight-line metre: the most specific cell that was learned."""
+    for key in (_cell_key(hour, band), _band_key(band), "all"):
+        if key in params.pace_s_per_m:
+            return params.pace_s_per_m[key]
+    return DEFAULT_PACE_S_PER_M
+
+
+def travel_seconds(params: EtaParams, *, distance_m: float, at: dt.datetime, tz: dt.tzinfo) -> float:
+    if distance_m <= ARRIVAL_RADIUS_M:
+        return 0.0
+    return distance_m * pace_for(params, hour=local_hour(at, tz), band=distance_band(distance_m))
+
+
+def _distance_to(point: TrackPoint | tuple[float, float], destination: tuple[float, float]) -> float:
+    lat, lon = (point.lat, point.lon) if isinstance(point, TrackPoint) else point
+    return haversine_m(lat, lon, destination[0], destination[1])
+
+
+def arrival_at(delivery: Delivery) -> dt.datetime | None:
+    """When the rider first came within ARRIVAL_RADIUS_M of the door, if the track shows it."""
+    for point in sorted(delivery.points, key=lambda p: p.recorded_at):
+        if point.recorded_at >= delivery.dispatched_at and _distance_to(point, delivery.destination) <= ARRIVAL_RADIUS_M:
+            return min(point.recorded_at, delivery.delivered_at)
+    return None
+
+
+def _phase_durations(delivery: Delivery) -> dict[str, float]:
+    marks = [delivery.paid_at, *(delivery.stage_times.get(stage) for stage in ("picking", "picked", "packed"))]
+    marks.append(delivery.dispatched_at)
+    durations = {}
+    for phase, start, end in zip(PHASES, marks, marks[1:], strict=False):
+        if start is not None and end is not None and end >= start:
+            durations[phase] = (end - start).total_seconds()
+    return durations
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def eta_fit(deliveries: Iterable[Delivery], *, tz: dt.tzinfo) -> EtaParams:
+    """Learn pace per (hour, distance band), warehouse phase medians and the door handover."""
+    deliveries = list(deliveries)
+    params = EtaParams(deliveries=len(deliveries))
+    if len(deliveries) < MIN_DELIVERIES:
+        return params
+
+    cells: dict[str, list[float]] = defaultdict(list)
+    bands: dict[str, list[float]] = defaultdict(list)
+    every: list[float] = []
+    phases: dict[str, list[float]] = defaultdict(list)
+    handovers: list[float] = []
+    for delivery in deliveries:
+        for phase, seconds in _phase_durations(delivery).items():
+            phases[phase].append(seconds)
+        arrived = arrival_at(delivery)
+        if arrived is not None:
+            handovers.append((delivery.delivered_at - arrived).total_seconds())
+        else:
+            arrived = delivery.delivered_at - dt.timedelta(seconds=DEFAULT_HANDOVER_SECONDS)
+        starts = [TrackPoint(*delivery.warehouse, delivery.dispatched_at)]
+        starts += [p for p in delivery.points if delivery.dispatched_at <= p.recorded_at < arrived]
+        for point in starts:
+            distance = _distance_to(point, delivery.destination)
+            if distance <= ARRIVAL_RADIUS_M:
+                continue
+            pace = (arrived - point.recorded_at).total_seconds() / distance
+            cells[_cell_key(local_hour(point.recorded_at, tz), distance_band(distance))].append(pace)
+            bands[_band_key(distance_band(distance))].append(pace)
+            every.append(pace)
+
+    for group in (cells, bands, {"all": every}):
+        for key, values in group.items():
+            if len(values) >= MIN_CELL_SAMPLES:
+                params.pace_s_per_m[key] = round(_median(values), 5)
+    for phase, values in phases.items():
+        if len(values) >= MIN_PHASE_SAMPLES:
+            params.phase_seconds[phase] = round(_median(values), 1)
+    if len(handovers) >= MIN_PHASE_SAMPLES:
+        params.handover_seconds = round(_median(handovers), 1)
+    params.samples = len(every)
+    return params
+
+
+def warehouse_remaining_seconds(
+    params: EtaParams, *, stage: str, phase_started_at: dt.datetime, now: dt.datetime
+) -> float:
+    """Time left in the warehouse: the rest of the current phase plus every later phase."""
+    phase = PHASE_OF_STAGE.get(stage or "", "queue")
+    index = PHASES.index(phase)
+    elapsed = max(0.0, (now - phase_started_at).total_seconds())
+    current_left = max(0.0, params.phase_seconds[phase] - elapsed)
+    return current_left + sum(params.phase_seconds[later] for later in PHASES[index + 1 :])
+
+
+def eta_predict_delivering(
+    params: EtaParams,
+    *,
+    now: dt.datetime,
+    destination: tuple[float, float],
+    warehouse: tuple[float, float],
+    dispatched_at: dt.datetime | None,
+    position: TrackPoint | None,
+    tz: dt.tzinfo,
+) -> dt.datetime:
+    """ETA of an order on the road, from its newest point (or the warehouse at dispatch)."""
+    if position is not None:
+        origin, base = (position.lat, position.lon), position.recorded_at
+    else:
+        origin, base = warehouse, dispatched_at or now
+    distance = _distance_to(origin, destination)
+    eta = base + dt.timedelta(seconds=travel_seconds(params, distance_m=distance, at=base, tz=tz))
+    eta += dt.timedelta(seconds=params.handover_seconds)
+    return max(eta, now + dt.timedelta(seconds=MIN_REMAINING_SECONDS))
+
+
+def eta_predict_paid(
+    params: EtaParams,
+    *,
+    now: dt.datetime,
+    destination: tuple[float, float],
+    warehouse: tuple[float, float],
+    stage: str,
+    phase_started_at: dt.datetime,
+    tz: dt.tzinfo,
+) -> dt.datetime:
+    """ETA of an order still in the warehouse: remaining phases, then the whole ride, then the door."""
+    departure = now + dt.timedelta(
+        seconds=warehouse_remaining_seconds(params, stage=stage, phase_started_at=phase_started_at, now=now)
+    )
+    distance = _distance_to(warehouse, destination)
+    travel = travel_seconds(params, distance_m=distance, at=departure, tz=tz)
+    return departure + dt.timedelta(seconds=travel + params.handover_seconds)
+
+
+def baseline_predict(*, at: dt.datetime, distance_m: float) -> dt.datetime:
+    """The naive estimate the model must beat: distance over a fixed speed."""
+    return at + dt.timedelta(seconds=distance_m / BASELINE_SPEED_MPS)
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    count: int
+    mean_seconds: float
+    p90_seconds: float
+
+
+@dataclass(frozen=True)
+class BacktestReport:
+    train_deliveries: int
+    test_deliveries: int
+    model: ErrorSummary
+    baseline: ErrorSummary
+    params: EtaParams
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarize(errors: Sequence[float]) -> ErrorSummary:
+    if not errors:
+        return ErrorSummary(count=0, mean_seconds=math.nan, p90_seconds=math.nan)
+    return ErrorSummary(
+        count=len(errors), mean_seconds=statistics.fmean(errors), p90_seconds=percentile(errors, 0.9)
+    )
+
+
+def split_history(deliveries: Sequence[Delivery], *, test_fraction: float = 0.2) -> tuple[list, list]:
+    """Oldest deliveries train, the newest `test_fraction` are held out (no peeking at the future)."""
+    ordered = sorted(deliveries, key=lambda d: d.delivered_at)
+    held_out = max(1, round(len(ordered) * test_fraction)) if ordered else 0
+    return ordered[: len(ordered) - held_out], ordered[len(ordered) - held_out :]
+
+
+def eta_backtest(deliveries: Sequence[Delivery], *, tz: dt.tzinfo, test_fraction: float = 0.2) -> BacktestReport:
+    """Fit on the older deliveries, then predict the delivery time of each held-out one
+    at dispatch and at every point of its ride, beside the naive baseline."""
+    train, test = split_history(deliveries, test_fraction=test_fraction)
+    params = eta_fit(train, tz=tz)
+    model_errors: list[float] = []
+    baseline_errors: list[float] = []
+    for delivery in test:
+        checkpoints: list[TrackPoint | None] = [None]
+        checkpoints += [p for p in delivery.points if delivery.dispatched_at <= p.recorded_at < delivery.delivered_at]
+        for point in checkpoints:
+            now = point.recorded_at if point is not None else delivery.dispatched_at
+            predicted = eta_predict_delivering(
+                params,
+                now=now,
+                destination=delivery.destination,
+                warehouse=delivery.warehouse,
+                dispatched_at=delivery.dispatched_at,
+                position=point,
+                tz=tz,
+            )
+            origin = (point.lat, point.lon) if point is not None else delivery.warehouse
+            naive = baseline_predict(at=now, distance_m=_distance_to(origin, delivery.destination))
+            model_errors.append(abs((predicted - delivery.delivered_at).total_seconds()))
+            baseline_errors.append(abs((naive - delivery.delivered_at).total_seconds()))
+    return BacktestReport(
+        train_deliveries=len(train),
+        test_deliveries=len(test),
+        model=summarize(model_errors),
+        baseline=summarize(baseline_errors),
+        params=params,
+    )
