@@ -8,7 +8,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 
 from orders.errors import NotFound
-from orders.models import STATUS_NAMES, Order, OrderStatus, Stage
+from orders.models import STATUS_NAMES, Order, OrderStatus, Product, Stage
 from tracking.models import Alert
 from tracking.selectors import order_rider_position, order_timeline
 
@@ -177,3 +177,32 @@ def snapshot_for_role(snapshot: dict[str, Any], role: str, *, status: int) -> di
             delivering = status == OrderStatus.DELIVERING
             filtered["rider_position"] = coarse_position(filtered["rider_position"]) if delivering else None
     return filtered
+
+
+def products_list() -> QuerySet[Product]:
+    return Product.objects.filter(active=True).order_by("sku")
+
+
+def orders_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Order]:
+    """The caller's visible orders, newest first, with their items."""
+    return orders_visible_to(user).prefetch_related("items").order_by("-create_time", "id")
+
+
+def warehouse_orders_to_prepare(*, user: AbstractBaseUser) -> QuerySet[Order]:
+    """Paid orders of the operator's warehouse, oldest first (the picking queue)."""
+    return (
+        orders_visible_to(user)
+        .filter(status=OrderStatus.PAID)
+        .prefetch_related("items")
+        .order_by("paid_at", "create_time", "id")
+    )
+
+
+def rider_orders_delivering(*, user: AbstractBaseUser) -> QuerySet[Order]:
+    """The rider's delivering orders, in dispatch order."""
+    return (
+        orders_visible_to(user)
+        .filter(status=OrderStatus.DELIVERING)
+        .prefetch_related("items")
+        .order_by("dispatched_at", "id")
+    )

@@ -7,9 +7,14 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from orders.errors import Conflict, InvalidInput, NotFound
 from orders.models import STAGE_ORDER, Order, OrderItem, OrderStatus, Product, Stage, Warehouse
@@ -235,3 +240,32 @@ def order_encryption_rotate() -> int:
         )
         rotated += 1
     return rotated
+
+
+@transaction.atomic
+def user_register(*, username: str, password: str, email: str = "") -> AbstractBaseUser:
+    """Create a customer account; Django's password validators apply."""
+    user_model = get_user_model()
+    try:
+        validate_password(password, user=user_model(username=username, email=email))
+    except ValidationError as exc:
+        raise InvalidInput("This password is not allowed.", password=list(exc.messages)) from None
+    try:
+        # The unique username is the claim: two racing sign-ups cannot both win.
+        with transaction.atomic():
+            user = user_model.objects.create_user(username=username, email=email, password=password)
+    except IntegrityError:
+        raise InvalidInput("Username taken.", username=["A user with that username already exists."]) from None
+    user.groups.add(Group.objects.get_or_create(name="customer")[0])
+    return user
+
+
+def auth_logout(*, user: AbstractBaseUser, refresh: str) -> None:
+    """Blacklist one of the user's refresh tokens, so it can neither refresh nor rotate again."""
+    try:
+        token = RefreshToken(refresh)
+    except TokenError as exc:
+        raise InvalidInput("Invalid refresh token.", refresh=[str(exc)]) from None
+    if str(token.get(jwt_settings.USER_ID_CLAIM)) != str(user.pk):
+        raise InvalidInput("Invalid refresh token.", refresh=["This refresh token belongs to another user."])
+    token.blacklist()

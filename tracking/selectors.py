@@ -54,3 +54,12 @@ def order_timeline(*, order: Order) -> list[TrackingEvent]:
     return list(
         TrackingEvent.objects.filter(order=order, kind__in=[EventKind.STATUS, EventKind.STAGE]).order_by("version")
     )
+
+
+def order_path(*, order: Order) -> list[tuple]:
+    """The rider's recorded points for this order as (lat, lon, recorded_at), in device-time order."""
+    return list(
+        TrackingEvent.objects.filter(order=order, kind=EventKind.LOCATION)
+        .order_by("recorded_at", "version")
+        .values_list("latitude", "longitude", "recorded_at")
+    )

@@ -1,12 +1,22 @@
-"""API-wide plumbing: every error is JSON {"detail": ..., field errors...}."""
+"""API-wide plumbing: every error is JSON {"detail": ..., field errors...}, role
+permissions, strict numbers, and the error responses every operation documents."""
 
+import math
 from typing import Any
 
-from rest_framework import status
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from orders.errors import DomainError
+from orders.selectors import ROLE_CUSTOMER, ROLE_RIDER, ROLE_STAFF, ROLE_WAREHOUSE, user_role
+
+ALL_ROLES = (ROLE_CUSTOMER, ROLE_RIDER, ROLE_WAREHOUSE, ROLE_STAFF)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -24,3 +34,86 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             **data,
         }
     return response
+
+
+class HasRole(BasePermission):
+    """403 unless the caller acts in one of the view's `allowed_roles` (a tuple, or a dict by HTTP method).
+
+    Anonymous callers fail too, and DRF turns that into 401.
+    """
+
+    message = "Your role may not use this endpoint."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        allowed = view.allowed_roles
+        if isinstance(allowed, dict):
+            allowed = allowed.get(request.method, ())
+        return user_role(request.user) in allowed
+
+
+class JsonApiView(APIView):
+    # JSON bodies only, so the schema documents exactly what is accepted. (A
+    # comment, not a docstring: the schema would show it on every operation.)
+    parser_classes = [JSONParser]
+    permission_classes = [HasRole]
+    allowed_roles: tuple[str, ...] | dict[str, tuple[str, ...]] = ALL_ROLES
+
+
+class LenientJSONParser(JSONParser):
+    """Accepts the NaN/Infinity tokens some GPS stacks emit, so one such point is
+    rejected on its own by validation instead of failing the whole batch."""
+
+    strict = False
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number only: booleans and strings are refused, and so are NaN and ±Infinity."""
+
+    default_error_messages = {
+        "invalid": "A number is required.",
+        "not_finite": "Must be a finite number.",
+    }
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        try:
+            value = float(data)
+        except OverflowError:  # an integer too large for a float
+            self.fail("not_finite")
+        if not math.isfinite(value):
+            self.fail("not_finite")
+        return value
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error: a message, plus a list of messages per invalid field."""
+
+    detail = serializers.CharField()
+
+
+class ConflictSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    version = serializers.IntegerField(help_text="The order's current version.")
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input: `detail` plus a list of messages per invalid field.",
+    401: "Not authenticated, or the token is invalid, expired or of a deactivated user.",
+    403: "The caller's role may not use this endpoint.",
+    404: "No such object, or the caller may not see it.",
+    429: "Too many requests; see the Retry-After header.",
+}
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """OpenAPI responses for the given error codes (409 carries the order's current version)."""
+    responses = {}
+    for code in codes:
+        if code == 409:
+            responses[409] = OpenApiResponse(
+                ConflictSerializer, description="Illegal transition or stale expected_version."
+            )
+        else:
+            responses[code] = OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
+    return responses

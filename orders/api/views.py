@@ -1,0 +1,267 @@
+"""REST views of accounts, the catalogue and the order lifecycle (DESIGN section 4).
+
+Each view parses, calls one service or selector, and shapes the answer. A
+role that may never use an endpoint gets 403 (HasRole, checked before any
+lookup); an order the caller may not see is 404 (the selectors and services).
+"""
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework_simplejwt import views as jwt_views
+
+from orders import selectors, services
+from orders.api import serializers as io
+from orders.selectors import ROLE_CUSTOMER, ROLE_RIDER, ROLE_STAFF, ROLE_WAREHOUSE
+from xiaoxiang.api import ALL_ROLES, JsonApiView, error_responses
+
+
+def order_snapshot_for(*, user: AbstractBaseUser, order_id: str) -> dict[str, Any]:
+    """The order snapshot as this user's role may see it (404 when they may not see the order)."""
+    order = selectors.order_get_for_user(user=user, order_id=order_id)
+    role = selectors.viewer_role(user=user, order=order)
+    return selectors.snapshot_for_role(selectors.order_snapshot(order=order), role, status=order.status)
+
+
+# --- Auth ----------------------------------------------------------------------
+
+
+class RegisterApi(JsonApiView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Create a customer account",
+        request=io.RegisterInputSerializer,
+        responses={201: io.AccountSerializer, **error_responses(400, 401, 429)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = io.RegisterInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_register(**serializer.validated_data)
+        account = {"id": user.pk, "username": user.get_username(), "email": user.email, "role": ROLE_CUSTOMER}
+        return Response(io.AccountSerializer(account).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    tags=["auth"],
+    summary="Obtain an access and a refresh token",
+    responses={
+        200: OpenApiResponse(io.TokenPairOutputSerializer, description="`access` (minutes) and `refresh` tokens."),
+        **error_responses(400, 401, 429),
+    },
+)
+class TokenObtainApi(jwt_views.TokenObtainPairView):
+    parser_classes = JsonApiView.parser_classes
+
+
+@extend_schema(
+    tags=["auth"],
+    summary="Rotate a refresh token",
+    description="Answers a new access token and a new refresh token; the old refresh token is blacklisted.",
+    responses={200: io.TokenPairOutputSerializer, **error_responses(400, 401, 429)},
+)
+class TokenRefreshApi(jwt_views.TokenRefreshView):
+    parser_classes = JsonApiView.parser_classes
+
+
+class LogoutApi(JsonApiView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Blacklist a refresh token",
+        request=io.LogoutInputSerializer,
+        responses={200: io.DetailSerializer, **error_responses(400, 401, 429)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = io.LogoutInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.auth_logout(user=request.user, refresh=serializer.validated_data["refresh"])
+        return Response({"detail": "Logged out."})
+
+
+# --- Catalogue -----------------------------------------------------------------
+
+
+class ProductListApi(JsonApiView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        tags=["catalogue"],
+        summary="The catalogue",
+        responses={200: io.ProductSerializer(many=True), **error_responses(401, 429)},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(io.ProductSerializer(selectors.products_list(), many=True).data)
+
+
+# --- Orders --------------------------------------------------------------------
+
+
+class PagedOrderListView(GenericAPIView, JsonApiView):
+    """A paginated list of order summaries from one selector."""
+
+    def list_response(self, queryset) -> Response:
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(io.OrderSummarySerializer(page, many=True).data)
+
+
+class OrderListCreateApi(PagedOrderListView):
+    allowed_roles = {"GET": ALL_ROLES, "POST": (ROLE_CUSTOMER,)}
+
+    @extend_schema(
+        tags=["orders"],
+        summary="My orders (customers: their own; staff: all; riders and warehouses: those they handle)",
+        responses={200: io.OrderSummarySerializer(many=True), **error_responses(401, 403, 404, 429)},
+    )
+    def get(self, request: Request) -> Response:
+        return self.list_response(selectors.orders_list_for_user(user=request.user))
+
+    @extend_schema(
+        tags=["orders"],
+        summary="Place an order",
+        description="Status 1 (pending payment); the total comes from the catalogue; the nearest warehouse serves it.",
+        request=io.OrderCreateInputSerializer,
+        responses={201: io.OrderSnapshotSerializer, **error_responses(400, 401, 403, 429)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = io.OrderCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = services.order_create(customer=request.user, **serializer.validated_data)
+        return Response(order_snapshot_for(user=request.user, order_id=order.id), status=status.HTTP_201_CREATED)
+
+
+class OrderDetailApi(JsonApiView):
+    @extend_schema(
+        tags=["orders"],
+        summary="The order snapshot",
+        responses={200: io.OrderSnapshotSerializer, **error_responses(401, 403, 404, 429)},
+    )
+    def get(self, request: Request, order_id: str) -> Response:
+        return Response(order_snapshot_for(user=request.user, order_id=order_id))
+
+
+_TRANSITION_ERRORS = error_responses(400, 401, 403, 404, 409, 429)
+
+
+class OrderPayApi(JsonApiView):
+    allowed_roles = (ROLE_CUSTOMER,)
+
+    @extend_schema(
+        tags=["orders"],
+        summary="Pay (simulated): 1 → 2",
+        request=io.VersionInputSerializer,
+        responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
+    )
+    def post(self, request: Request, order_id: str) -> Response:
+        serializer = io.VersionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.order_pay(order_id=order_id, customer=request.user, **serializer.validated_data)
+        return Response(order_snapshot_for(user=request.user, order_id=order_id))
+
+
+class OrderCancelApi(JsonApiView):
+    allowed_roles = (ROLE_CUSTOMER, ROLE_STAFF)
+
+    @extend_schema(
+        tags=["orders"],
+        summary="Cancel: 1 or 2 → 5",
+        request=io.VersionInputSerializer,
+        responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
+    )
+    def post(self, request: Request, order_id: str) -> Response:
+        serializer = io.VersionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.order_cancel(order_id=order_id, actor=request.user, **serializer.validated_data)
+        return Response(order_snapshot_for(user=request.user, order_id=order_id))
+
+
+# --- Warehouse -----------------------------------------------------------------
+
+
+class WarehouseOrderListApi(PagedOrderListView):
+    allowed_roles = (ROLE_WAREHOUSE,)
+
+    @extend_schema(
+        tags=["warehouse"],
+        summary="Paid orders of my warehouse, oldest first",
+        responses={200: io.OrderSummarySerializer(many=True), **error_responses(401, 403, 404, 429)},
+    )
+    def get(self, request: Request) -> Response:
+        return self.list_response(selectors.warehouse_orders_to_prepare(user=request.user))
+
+
+class WarehouseStageApi(JsonApiView):
+    allowed_roles = (ROLE_WAREHOUSE,)
+
+    @extend_schema(
+        tags=["warehouse"],
+        summary="Report a picking stage (picking, picked, packed; forward only)",
+        request=io.StageInputSerializer,
+        responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
+    )
+    def post(self, request: Request, order_id: str) -> Response:
+        serializer = io.StageInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.order_stage_report(order_id=order_id, operator=request.user, **serializer.validated_data)
+        return Response(order_snapshot_for(user=request.user, order_id=order_id))
+
+
+class WarehouseDispatchApi(JsonApiView):
+    allowed_roles = (ROLE_WAREHOUSE,)
+
+    @extend_schema(
+        tags=["warehouse"],
+        summary="Hand a packed order to a rider: 2 → 3",
+        description="`rider` is a rider's username; omitted, the nearest available rider takes it.",
+        request=io.DispatchInputSerializer,
+        responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
+    )
+    def post(self, request: Request, order_id: str) -> Response:
+        serializer = io.DispatchInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.order_dispatch(
+            order_id=order_id,
+            operator=request.user,
+            rider_username=serializer.validated_data["rider"] or None,
+            expected_version=serializer.validated_data["expected_version"],
+        )
+        return Response(order_snapshot_for(user=request.user, order_id=order_id))
+
+
+# --- Rider -----------------------------------------------------------------------
+
+
+class RiderOrderListApi(PagedOrderListView):
+    allowed_roles = (ROLE_RIDER,)
+
+    @extend_schema(
+        tags=["rider"],
+        summary="My delivering orders, with delivery address and coordinates",
+        responses={200: io.OrderSummarySerializer(many=True), **error_responses(401, 403, 404, 429)},
+    )
+    def get(self, request: Request) -> Response:
+        return self.list_response(selectors.rider_orders_delivering(user=request.user))
+
+
+class RiderDeliveredApi(JsonApiView):
+    allowed_roles = (ROLE_RIDER,)
+
+    @extend_schema(
+        tags=["rider"],
+        summary="Mark delivered: 3 → 4",
+        request=io.VersionInputSerializer,
+        responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
+    )
+    def post(self, request: Request, order_id: str) -> Response:
+        serializer = io.VersionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.order_mark_delivered(order_id=order_id, rider=request.user, **serializer.validated_data)
+        return Response(order_snapshot_for(user=request.user, order_id=order_id))

@@ -1,0 +1,194 @@
+"""Input and output shapes of the tracking API: rider GPS batches and the GeoJSON trajectory."""
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from djgeojson.serializers import Serializer as GeoJSONSerializer
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+
+from orders.models import STATUS_NAMES, Order, OrderStatus
+from orders.selectors import ROLE_CUSTOMER, timeline_entry
+from tracking.models import TrackingEvent
+from tracking.services import LocationPoint, location_max_future
+from xiaoxiang.api import StrictFloatField
+
+# --- Location ingest -----------------------------------------------------------
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO-8601 string with an explicit zone: a naive device time is ambiguous, so it is refused."""
+
+    default_error_messages = {
+        "invalid": "Must be an ISO-8601 date-time with a time zone, e.g. 2026-01-01T08:00:00+08:00.",
+        "naive": "The time zone is missing.",
+    }
+
+    def to_internal_value(self, value: Any) -> dt.datetime:
+        if not isinstance(value, str):
+            self.fail("invalid")
+        try:
+            parsed = parse_datetime(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            self.fail("invalid")
+        if timezone.is_naive(parsed):
+            self.fail("naive")
+        return parsed
+
+
+class LocationPointInputSerializer(serializers.Serializer):
+    client_id = serializers.CharField(
+        max_length=64, help_text="The rider app's id for this point; re-uploads are no-ops."
+    )
+    lat = StrictFloatField(min_value=-90, max_value=90)
+    lon = StrictFloatField(min_value=-180, max_value=180)
+    recorded_at = AwareDateTimeField(help_text="Device time, ISO-8601 with zone.")
+    accuracy = StrictFloatField(required=False, allow_null=True, min_value=0, help_text="Metres.")
+    speed = StrictFloatField(required=False, allow_null=True, min_value=0, help_text="Metres per second.")
+    heading = StrictFloatField(required=False, allow_null=True, min_value=0, max_value=360, help_text="Degrees.")
+
+    def validate_recorded_at(self, value: dt.datetime) -> dt.datetime:
+        if value > timezone.now() + location_max_future():
+            raise ValidationError(f"More than {settings.LOCATION_MAX_FUTURE_SECONDS} seconds in the future.")
+        return value
+
+
+class LocationBatchInputSerializer(serializers.Serializer):
+    """Documents the body; `location_batch_parse` validates it point by point."""
+
+    points = LocationPointInputSerializer(many=True, min_length=1, max_length=settings.LOCATION_BATCH_MAX)
+
+
+class RejectedPointSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the point in the request's `points`.")
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class IngestResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = RejectedPointSerializer(many=True)
+
+
+def location_batch_parse(data: Any) -> tuple[list[tuple[int, LocationPoint]], list[dict[str, Any]]]:
+    """Split a request body into valid (index, point) pairs and rejected points with their errors.
+
+    A body that is not {"points": [1..LOCATION_BATCH_MAX items]} is a 400 for the whole request.
+    """
+    limit = settings.LOCATION_BATCH_MAX
+    points = data.get("points") if isinstance(data, dict) else None
+    if not isinstance(points, list) or not 1 <= len(points) <= limit:
+        raise ValidationError({"points": [f"Expected a list of 1 to {limit} points."]})
+    # One serializer for every point, as DRF's ListSerializer does: a batch is up to 500 of them.
+    child = LocationPointInputSerializer()
+    valid: list[tuple[int, LocationPoint]] = []
+    rejected: list[dict[str, Any]] = []
+    for index, item in enumerate(points):
+        try:
+            point = child.run_validation(item)
+        except ValidationError as exc:
+            errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            rejected.append({"index": index, "errors": errors})
+            continue
+        valid.append((index, LocationPoint(**point)))
+    return valid, rejected
+
+
+# --- Trajectory (GeoJSON) ----------------------------------------------------------
+
+
+class GeometrySerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["Point", "LineString"])
+    coordinates = serializers.JSONField(help_text="[lon, lat] for a Point, a list of them for a LineString.")
+
+
+class FeatureSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["Feature"])
+    id = serializers.CharField()
+    geometry = GeometrySerializer()
+    properties = serializers.DictField(
+        help_text=(
+            "The path: kind=path, times (recorded_at of each vertex). "
+            "An event: kind (status or stage), status, status_name, stage, label, time, version."
+        )
+    )
+
+
+class FeatureCollectionSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["FeatureCollection"])
+    features = FeatureSerializer(many=True)
+
+
+PATH_PROPERTIES = ["kind", "times", "started_at", "ended_at"]
+EVENT_PROPERTIES = ["kind", "status", "status_name", "stage", "label", "time", "version"]
+
+
+def trajectory_geojson(*, order: Order, role: str, path: list[tuple], timeline: list[TrackingEvent]) -> str:
+    """The order's trajectory as a GeoJSON FeatureCollection (RFC 7946: [lon, lat], no crs member).
+
+    The rider's path is one LineString in device-time order; each status and
+    stage event is a Point where it happened (its own coordinates, else the
+    rider's last point before it, else the warehouse). Customers see the path
+    only once the order is dispatched, and every coordinate at 4 decimals.
+    """
+    customer = role == ROLE_CUSTOMER
+    digits = 4 if customer else 6
+    if customer and order.dispatched_at is None:
+        path = []
+
+    def position(lat: Decimal | float, lon: Decimal | float) -> list[float]:
+        return [round(float(lon), digits), round(float(lat), digits)]
+
+    features: list[dict[str, Any]] = []
+    if path:
+        coordinates = [position(lat, lon) for lat, lon, _ in path]
+        if len(coordinates) == 1:
+            # A LineString needs two positions; a degenerate one keeps the feature's type stable for clients.
+            coordinates.append(coordinates[0])
+        features.append(
+            {
+                "id": "path",
+                "geometry": {"type": "LineString", "coordinates": coordinates},
+                "kind": "path",
+                "times": [recorded_at.isoformat() for _, _, recorded_at in path],
+                "started_at": path[0][2].isoformat(),
+                "ended_at": path[-1][2].isoformat(),
+            }
+        )
+
+    warehouse = (order.warehouse.latitude, order.warehouse.longitude)
+    path_index = 0
+    for event in sorted(timeline, key=lambda event: (event.recorded_at, event.version)):
+        while path_index < len(path) and path[path_index][2] <= event.recorded_at:
+            path_index += 1
+        if event.latitude is not None and event.longitude is not None:
+            where = (event.latitude, event.longitude)
+        elif path_index:
+            where = path[path_index - 1][:2]
+        else:
+            where = warehouse
+        entry = timeline_entry(kind=event.kind, status=event.status, stage=event.stage, time=event.recorded_at)
+        features.append(
+            {
+                "id": event.id,
+                "geometry": {"type": "Point", "coordinates": position(*where)},
+                **entry,
+                "status_name": STATUS_NAMES[OrderStatus(event.status)],
+                "version": event.version,
+            }
+        )
+    return GeoJSONSerializer().serialize(
+        features,
+        geometry_field="geometry",
+        primary_key="id",
+        properties=PATH_PROPERTIES + EVENT_PROPERTIES,
+        crs=False,
+        with_modelname=False,
+        ensure_ascii=False,
+    )

@@ -1,0 +1,78 @@
+"""REST views of rider GPS ingest and the order trajectory (DESIGN section 4)."""
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+
+from orders import selectors as order_selectors
+from orders.selectors import ROLE_RIDER
+from tracking import selectors
+from tracking.api import serializers as io
+from tracking.services import location_points_ingest
+from xiaoxiang.api import JsonApiView, LenientJSONParser, error_responses
+
+GEOJSON_MEDIA_TYPE = "application/geo+json"
+
+
+class GeoJSONRenderer(JSONRenderer):
+    # Lets clients ask for application/geo+json (errors then come in that type too).
+    media_type = GEOJSON_MEDIA_TYPE
+
+
+class RiderLocationsApi(JsonApiView):
+    # NaN/Infinity tokens parse, then validation rejects just that point.
+    allowed_roles = (ROLE_RIDER,)
+    parser_classes = [LenientJSONParser]
+    # The ingest scope replaces the per-user rate: a rider posts every ~15 s plus offline batches.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "ingest"
+
+    @extend_schema(
+        tags=["rider"],
+        summary="Report GPS points: 1 to 500, live or an offline batch",
+        description=(
+            "Each point is validated on its own; rejected points are reported by index and the rest are stored. "
+            "Re-uploads of a `client_id` count as `duplicates`. A body that is not `{points: [1..500]}` is 400."
+        ),
+        request=io.LocationBatchInputSerializer,
+        responses={200: io.IngestResultSerializer, **error_responses(400, 401, 403, 429)},
+    )
+    def post(self, request: Request) -> Response:
+        points, rejected = io.location_batch_parse(request.data)
+        result = location_points_ingest(rider_user=request.user, points=points)
+        rejected = sorted(rejected + result.rejected, key=lambda entry: entry["index"])
+        return Response(
+            io.IngestResultSerializer(
+                {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
+            ).data
+        )
+
+
+class OrderTrajectoryApi(JsonApiView):
+    renderer_classes = [JSONRenderer, GeoJSONRenderer]
+
+    @extend_schema(
+        tags=["orders"],
+        summary="The order's trajectory as GeoJSON",
+        description=(
+            "A FeatureCollection: the rider's path as a LineString in recorded_at order (`times` per vertex), "
+            "plus a Point per status and stage event with its time and label. Customers see coordinates at "
+            "4 decimals and the path only once the order is dispatched."
+        ),
+        responses={
+            (200, GEOJSON_MEDIA_TYPE): OpenApiResponse(io.FeatureCollectionSerializer),
+            **error_responses(401, 403, 404, 429),
+        },
+    )
+    def get(self, request: Request, order_id: str) -> HttpResponse:
+        order = order_selectors.order_get_for_user(user=request.user, order_id=order_id)
+        content = io.trajectory_geojson(
+            order=order,
+            role=order_selectors.viewer_role(user=request.user, order=order),
+            path=selectors.order_path(order=order),
+            timeline=selectors.order_timeline(order=order),
+        )
+        return HttpResponse(content, content_type=GEOJSON_MEDIA_TYPE)
