@@ -16,6 +16,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from notifications.services import order_notify
 from orders.errors import Conflict, InvalidInput, NotFound
 from orders.models import STAGE_ORDER, Order, OrderItem, OrderStatus, Product, Stage, Warehouse
 from tracking.models import EventKind, OperatorType
@@ -128,6 +129,7 @@ def order_pay(*, order_id: str, customer: AbstractBaseUser, expected_version: in
     # The promise counts from payment: that is when the warehouse starts.
     order.promised_at = order.paid_at + dt.timedelta(minutes=settings.DELIVERY_PROMISE_MINUTES)
     tracking_event_record(order=order, kind=EventKind.STATUS, operator=customer, operator_type=OperatorType.CUSTOMER)
+    order_notify(order=order, kind="paid")
     return order
 
 
@@ -142,6 +144,7 @@ def order_cancel(*, order_id: str, actor: AbstractBaseUser, expected_version: in
     order.status = OrderStatus.CANCELLED
     order.cancelled_at = timezone.now()
     tracking_event_record(order=order, kind=EventKind.STATUS, operator=actor, operator_type=_operator_type(actor))
+    order_notify(order=order, kind="cancelled")
     return order
 
 
@@ -171,6 +174,8 @@ def order_stage_report(
     tracking_event_record(
         order=order, kind=EventKind.STAGE, stage=stage, operator=operator, operator_type=OperatorType.WAREHOUSE
     )
+    if stage == Stage.PICKING:
+        order_notify(order=order, kind="picking")
     return order
 
 
@@ -210,6 +215,8 @@ def order_dispatch(
         longitude=float(order.warehouse.longitude),
         data={"rider": rider_user.get_username()},
     )
+    order_notify(order=order, kind="dispatched")
+    order_notify(order=order, kind="assigned", user=rider_user)
     return order
 
 
@@ -224,6 +231,7 @@ def order_mark_delivered(*, order_id: str, rider: AbstractBaseUser, expected_ver
     order.status = OrderStatus.COMPLETED
     order.delivered_at = timezone.now()
     tracking_event_record(order=order, kind=EventKind.STATUS, operator=rider, operator_type=OperatorType.RIDER)
+    order_notify(order=order, kind="delivered")
     return order
 
 

@@ -1,0 +1,207 @@
+"""GET /api/orders/{id}/events/ and GET /api/orders/{id}/poll/ (DESIGN.md section 4).
+
+`events/` is an ordinary DRF view. `poll/` is an async Django view: it joins
+the order's channel-layer group with a fresh channel, checks the database
+once, closes its connection and then awaits the publish path's message, so
+a waiting poll holds neither a database connection nor a worker thread.
+OrderPollApi only describes it to drf-spectacular and authenticates it with
+DRF's own authenticators.
+"""
+
+import asyncio
+import math
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orders.errors import NotFound
+from orders.selectors import order_get_for_user, viewer_role
+from tracking import realtime
+from tracking.conf import realtime_setting
+
+
+class EventsQuerySerializer(serializers.Serializer):
+    since_version = serializers.IntegerField(min_value=0, default=0)
+    limit = serializers.IntegerField(min_value=1, required=False)
+
+    def validate_limit(self, value: int) -> int:
+        ceiling = realtime_setting("EVENTS_PAGE_MAX")
+        if value > ceiling:
+            raise serializers.ValidationError(f"Ensure this value is less than or equal to {ceiling}.")
+        return value
+
+
+class PollQuerySerializer(EventsQuerySerializer):
+    timeout = serializers.FloatField(required=False)
+
+    def validate_timeout(self, value: float) -> float:
+        ceiling = realtime_setting("POLL_MAX_TIMEOUT_SECONDS")
+        if not math.isfinite(value) or value < 0 or value > ceiling:
+            raise serializers.ValidationError(f"Must be a number of seconds from 0 to {ceiling:g}.")
+        return value
+
+
+class StreamEventSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    kind = serializers.CharField()
+    status = serializers.IntegerField()
+    stage = serializers.CharField(allow_null=True)
+    lat = serializers.FloatField(allow_null=True)
+    lon = serializers.FloatField(allow_null=True)
+    recorded_at = serializers.DateTimeField()
+    version = serializers.IntegerField()
+    operator_type = serializers.IntegerField(allow_null=True)
+    data = serializers.DictField()
+
+
+class StreamPageSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The order's current version (or the newest returned event's).")
+    events = StreamEventSerializer(many=True)
+    has_more = serializers.BooleanField(help_text="More events follow: ask again from the last version.")
+
+
+_SINCE = OpenApiParameter("since_version", int, description="Return events with a version greater than this.")
+_LIMIT = OpenApiParameter("limit", int, description="Page size (default 100, at most 500).")
+_ERRORS = {
+    400: OpenApiResponse(description="Invalid query parameters"),
+    401: OpenApiResponse(description="Not authenticated"),
+    404: OpenApiResponse(description="No such order, or not visible to the caller"),
+}
+
+
+def _page(*, order, role: str, since_version: int, limit: int) -> dict[str, Any]:
+    events, has_more = realtime.order_events_since(order=order, since_version=since_version, limit=limit)
+    return {
+        "version": order.version,
+        "events": [realtime.event_for_role(realtime.event_payload(event), role) for event in events],
+        "has_more": has_more,
+    }
+
+
+def _page_size(params: dict[str, Any]) -> int:
+    return params.get("limit") or realtime_setting("EVENTS_PAGE_SIZE")
+
+
+class OrderEventsApi(APIView):
+    @extend_schema(
+        summary="An order's events after a version, ascending (bounded page)",
+        tags=["tracking"],
+        parameters=[_SINCE, _LIMIT],
+        responses={200: StreamPageSerializer, **_ERRORS},
+    )
+    def get(self, request: Request, order_id: str) -> Response:
+        params = EventsQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        order = order_get_for_user(user=request.user, order_id=order_id)
+        page = _page(
+            order=order,
+            role=viewer_role(user=request.user, order=order),
+            since_version=params.validated_data["since_version"],
+            limit=_page_size(params.validated_data),
+        )
+        return Response(page)
+
+
+class OrderPollApi(APIView):
+    """Long-poll fallback. Served by `order_poll_view`; this class carries the schema and the authenticators."""
+
+    @extend_schema(
+        summary="Long-poll: returns as soon as an event newer than since_version exists",
+        description="Waits at most `timeout` seconds (default 25, at most 30) and then answers with no events.",
+        tags=["tracking"],
+        parameters=[_SINCE, _LIMIT, OpenApiParameter("timeout", float, description="Seconds to wait, 0 to 30.")],
+        responses={200: StreamPageSerializer, **_ERRORS},
+    )
+    def get(self, request: Request, order_id: str) -> Response:  # pragma: no cover - order_poll_view serves it
+        raise exceptions.MethodNotAllowed("GET")
+
+
+def _error(exc: exceptions.APIException) -> JsonResponse:
+    data = exc.detail
+    body = {"detail": "Invalid input.", **data} if isinstance(data, dict) else {"detail": str(data)}
+    response = JsonResponse(body, status=exc.status_code, json_dumps_params={"ensure_ascii": False})
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+def _poll_check(request: HttpRequest, order_id: str, since_version: int, limit: int) -> tuple[str, dict[str, Any]]:
+    """Authenticate like DRF, check visibility and read newer events once; then give the connection back."""
+    try:
+        drf_request = Request(request, authenticators=[auth() for auth in OrderPollApi.authentication_classes])
+        if not drf_request.user or not drf_request.user.is_authenticated:
+            raise exceptions.NotAuthenticated()
+        order = order_get_for_user(user=drf_request.user, order_id=order_id)
+        role = viewer_role(user=drf_request.user, order=order)
+        return role, _page(order=order, role=role, since_version=since_version, limit=limit)
+    finally:
+        # The wait that follows must not pin a database connection.
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+async def order_poll_view(request: HttpRequest, order_id: str) -> JsonResponse:
+    if request.method != "GET":
+        return _error(exceptions.MethodNotAllowed(request.method))
+    params = PollQuerySerializer(data=request.GET)
+    if not params.is_valid():
+        return _error(exceptions.ValidationError(params.errors))
+    since_version = params.validated_data["since_version"]
+    limit = _page_size(params.validated_data)
+    timeout = params.validated_data.get("timeout", realtime_setting("POLL_DEFAULT_TIMEOUT_SECONDS"))
+    if not realtime.order_id_valid(order_id):
+        return _error(exceptions.NotFound(NotFound().detail))
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel("poll.")
+    group = realtime.order_group(order_id)
+    # Join before the database check: an event committed in between still wakes us.
+    await layer.group_add(group, channel)
+    try:
+        try:
+            role, page = await sync_to_async(_poll_check)(request, order_id, since_version, limit)
+        except NotFound as error:
+            return JsonResponse(error.as_dict(), status=404)
+        except exceptions.APIException as error:
+            return _error(error)
+        if page["events"]:
+            return JsonResponse(page)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), remaining)
+            except TimeoutError:
+                break
+            if message.get("type") != "order.events":
+                continue
+            newer = [payload for payload in message["events"] if payload["version"] > since_version]
+            if not newer:
+                continue
+            if newer[0]["version"] == since_version + 1 and len(newer) <= limit:
+                return JsonResponse(
+                    {
+                        "version": newer[-1]["version"],
+                        "events": [realtime.event_for_role(payload, role) for payload in newer],
+                        "has_more": False,
+                    }
+                )
+            # A gap (a dropped message) or a long batch: the database has it all.
+            _, page = await sync_to_async(_poll_check)(request, order_id, since_version, limit)
+            return JsonResponse(page)
+        return JsonResponse({"version": page["version"], "events": [], "has_more": False})
+    finally:
+        await layer.group_discard(group, channel)
+
+
+# drf-spectacular lists views by their `cls`; the async function keeps the request path.
+order_poll_view.cls = OrderPollApi
+order_poll_view.initkwargs = {}
