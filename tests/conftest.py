@@ -53,6 +53,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             _unavailable(f"Redis at {settings.REDIS_URL} is unreachable")
 
 
+# ETA and alert jobs stay off unless a test turns them on (tests/jobs): their
+# `eta`/`alert` events would shift the versions other tests assert exactly.
+# The environment reaches the servers the tests start (tests/live.py).
+os.environ["TRACKING_JOBS_ENABLED"] = "false"
+
+
+@pytest.fixture(autouse=True)
+def _jobs_off(settings):
+    settings.TRACKING_JOBS_ENABLED = False
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
     from django.core.cache import cache

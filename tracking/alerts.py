@@ -7,6 +7,7 @@ when a later finding says the condition cleared.
 """
 
 import datetime as dt
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -112,7 +113,7 @@ def deviation_check(
     recent = points[-(thresholds.away_points + 1) :]
     if len(recent) == thresholds.away_points + 1:
         distances = [_distance(point, destination) for point in recent]
-        steps = [after - before for before, after in zip(distances, distances[1:], strict=False)]
+        steps = [after - before for before, after in itertools.pairwise(distances)]
         moved_away = distances[-1] - distances[0]
         if all(step > JITTER_M for step in steps) and moved_away >= thresholds.away_min_m:
             return Finding(

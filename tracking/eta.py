@@ -147,7 +147,10 @@ def _distance_to(point: TrackPoint | tuple[float, float], destination: tuple[flo
 def arrival_at(delivery: Delivery) -> dt.datetime | None:
     """When the rider first came within ARRIVAL_RADIUS_M of the door, if the track shows it."""
     for point in sorted(delivery.points, key=lambda p: p.recorded_at):
-        if point.recorded_at >= delivery.dispatched_at and _distance_to(point, delivery.destination) <= ARRIVAL_RADIUS_M:
+        if (
+            point.recorded_at >= delivery.dispatched_at
+            and _distance_to(point, delivery.destination) <= ARRIVAL_RADIUS_M
+        ):
             return min(point.recorded_at, delivery.delivered_at)
     return None
 
@@ -294,9 +297,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 def summarize(errors: Sequence[float]) -> ErrorSummary:
     if not errors:
         return ErrorSummary(count=0, mean_seconds=math.nan, p90_seconds=math.nan)
-    return ErrorSummary(
-        count=len(errors), mean_seconds=statistics.fmean(errors), p90_seconds=percentile(errors, 0.9)
-    )
+    return ErrorSummary(count=len(errors), mean_seconds=statistics.fmean(errors), p90_seconds=percentile(errors, 0.9))
 
 
 def split_history(deliveries: Sequence[Delivery], *, test_fraction: float = 0.2) -> tuple[list, list]:

@@ -40,7 +40,7 @@ def tracking_event_record(
     order.version += 1
     order.update_time = now
     order.save()
-    return TrackingEvent.objects.create(
+    event = TrackingEvent.objects.create(
         order=order,
         status=order.status,
         kind=kind,
@@ -55,6 +55,10 @@ def tracking_event_record(
         version=order.version,
         data=data or {},
     )
+    # After the create, so the event's own publish is queued before the jobs' events.
+    if kind in (EventKind.STATUS, EventKind.STAGE) and order.status != OrderStatus.PENDING_PAYMENT:
+        _jobs_after_commit([order.pk])
+    return event
 
 
 def _decimal6(value: float | None) -> Decimal | None:
@@ -179,7 +183,16 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
         transaction.on_commit(lambda: realtime.rider_position_publish(position))
     if new_events:
         tracking_events_bulk_created.send(sender=TrackingEvent, events=new_events)
+        _jobs_after_commit({event.order_id for event in new_events}, debounced=True)
     return result
+
+
+def _jobs_after_commit(order_ids, *, debounced: bool = False) -> None:
+    """Status, stage and location changes start the orders' ETA and alert jobs once committed."""
+    # Imported here: the tasks' services import this module.
+    from tracking.tasks import order_jobs_after_commit
+
+    order_jobs_after_commit(order_ids, debounced=debounced)
 
 
 def location_max_future() -> dt.timedelta:

@@ -18,3 +18,8 @@ application = ProtocolTypeRouter(
         "websocket": websocket_application(),
     }
 )
+
+# Without REDIS_URL there is no beat process: periodic jobs run on a timer here.
+from xiaoxiang.celery import embedded_beat_start  # noqa: E402
+
+embedded_beat_start()

@@ -1,11 +1,89 @@
-"""The Celery app: Redis broker in production, in-process (eager) without REDIS_URL."""
+"""The Celery app: Redis broker in production, in-process (eager) without REDIS_URL.
 
+Periodic jobs are `app.conf.beat_schedule`: run by `celery -A xiaoxiang beat`
+in the production topology, and by `embedded_beat_start` (a daemon thread of
+the web process) on the embedded default, where there is no beat process.
+"""
+
+import logging
 import os
+import sys
+import threading
+import time
 
 from celery import Celery
 
+from xiaoxiang.env import env_int
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xiaoxiang.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("xiaoxiang")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Intervals in seconds, overridable from the environment.
+app.conf.beat_schedule = {
+    # Time-based alerts (offline, late) and resolving alerts of finished orders.
+    "alerts-sweep": {"task": "tracking.alerts_sweep", "schedule": env_int("ALERT_SWEEP_SECONDS", 30)},
+    # ETAs move while nothing is posted (warehouse time passes, a rider goes quiet).
+    "eta-sweep": {"task": "tracking.eta_sweep", "schedule": env_int("ETA_SWEEP_SECONDS", 60)},
+    # Relearn the ETA model from the deliveries completed since the last fit.
+    "eta-refit": {"task": "tracking.eta_refit", "schedule": env_int("ETA_REFIT_SECONDS", 3600)},
+}
+
+_embedded_lock = threading.Lock()
+_embedded_thread: threading.Thread | None = None
+# The first refit runs this soon after start-up, so a fresh demo uses its history at once.
+EMBEDDED_FIRST_RUN_SECONDS = 5.0
+
+
+def _is_server_process() -> bool:
+    """Daphne (or runserver) serving requests, not a test run, a shell or a management command."""
+    if "pytest" in sys.modules:
+        return False
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if program == "daphne" or sys.argv[0].endswith(os.path.join("daphne", "__main__.py")):
+        return True
+    return len(sys.argv) > 1 and sys.argv[1] == "runserver"
+
+
+def _embedded_loop(schedule: dict[str, dict]) -> None:
+    from django.db import close_old_connections
+
+    start = time.monotonic()
+    due = {name: start + min(float(entry["schedule"]), EMBEDDED_FIRST_RUN_SECONDS) for name, entry in schedule.items()}
+    due["eta-refit"] = start + EMBEDDED_FIRST_RUN_SECONDS
+    while True:
+        now = time.monotonic()
+        for name, entry in schedule.items():
+            if now < due[name]:
+                continue
+            due[name] = now + float(entry["schedule"])
+            try:
+                # apply(): run here and now, whatever the broker settings say.
+                app.tasks[entry["task"]].apply(throw=True)
+            except Exception:
+                logger.exception("embedded periodic job %s failed", name)
+            finally:
+                close_old_connections()
+        time.sleep(1.0)
+
+
+def embedded_beat_start() -> bool:
+    """Start the in-process timer once, only in a web process of the embedded default (no REDIS_URL)."""
+    global _embedded_thread
+    from django.conf import settings
+
+    if settings.REDIS_URL or not getattr(settings, "TRACKING_JOBS_ENABLED", True) or not _is_server_process():
+        return False
+    with _embedded_lock:
+        if _embedded_thread is not None:
+            return False
+        _embedded_thread = threading.Thread(
+            target=_embedded_loop, args=(dict(app.conf.beat_schedule),), name="embedded-beat", daemon=True
+        )
+        _embedded_thread.start()
+    logger.info("embedded beat started: %s", ", ".join(app.conf.beat_schedule))
+    return True

@@ -1,0 +1,171 @@
+"""Alert writes: evaluate an order's conditions, open at most one alert per kind, resolve when clear."""
+
+import datetime as dt
+import logging
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from notifications.services import notification_send
+from orders.models import Order, OrderStatus
+from tracking import alerts, realtime
+from tracking.alerts import Finding, Thresholds
+from tracking.conf import jobs_setting
+from tracking.eta import ARRIVAL_RADIUS_M, TrackPoint
+from tracking.models import Alert, AlertKind, EventKind, OperatorType, Rider, TrackingEvent
+from tracking.services import tracking_event_record
+
+logger = logging.getLogger(__name__)
+
+# Enough of the newest points to see a stall of several minutes at one point every 15 s.
+TRACK_WINDOW_POINTS = 60
+
+
+def alert_thresholds() -> Thresholds:
+    return Thresholds(
+        stall_seconds=jobs_setting("ALERT_STALL_SECONDS"),
+        stall_radius_m=jobs_setting("ALERT_STALL_RADIUS_M"),
+        away_points=jobs_setting("ALERT_DEVIATION_AWAY_POINTS"),
+        away_min_m=jobs_setting("ALERT_DEVIATION_AWAY_MIN_M"),
+        corridor_m=jobs_setting("ALERT_DEVIATION_CORRIDOR_M"),
+        offline_seconds=jobs_setting("ALERT_OFFLINE_SECONDS"),
+        late_grace_seconds=jobs_setting("ALERT_LATE_GRACE_SECONDS"),
+        arrival_radius_m=ARRIVAL_RADIUS_M,
+    )
+
+
+def order_track_recent(*, order: Order) -> list[TrackPoint]:
+    """The newest points of the order's ride (device time order), oldest first."""
+    rows = (
+        TrackingEvent.objects.filter(order=order, kind=EventKind.LOCATION, recorded_at__gte=order.dispatched_at)
+        .order_by("-recorded_at", "-version")
+        .values_list("latitude", "longitude", "recorded_at")[:TRACK_WINDOW_POINTS]
+    )
+    return [TrackPoint(float(lat), float(lon), recorded_at) for lat, lon, recorded_at in reversed(rows)]
+
+
+def order_findings(*, order: Order, now: dt.datetime) -> list[Finding]:
+    """Every alert condition of the order as it stands; kinds that cannot apply come back inactive."""
+    thresholds = alert_thresholds()
+    if order.status == OrderStatus.PAID:
+        late = alerts.late_check(now=now, promised_at=order.promised_at, eta=order.eta, thresholds=thresholds)
+        return [late, *(Finding(kind, False) for kind in (alerts.STALL, alerts.DEVIATION, alerts.OFFLINE))]
+    if order.status != OrderStatus.DELIVERING:
+        return [Finding(kind, False) for kind in AlertKind.values]
+    destination = (float(order.delivery_lat), float(order.delivery_lon))
+    warehouse = (float(order.warehouse.latitude), float(order.warehouse.longitude))
+    track = order_track_recent(order=order)
+    last_seen_at = Rider.objects.filter(user_id=order.rider_id).values_list("last_seen_at", flat=True).first()
+    # Silence counts from dispatch: a rider last heard before the order existed is not offline yet.
+    last_heard_at = max(filter(None, [last_seen_at, order.dispatched_at]), default=None)
+    return [
+        alerts.stall_check(track, destination=destination, thresholds=thresholds),
+        alerts.deviation_check(track, warehouse=warehouse, destination=destination, thresholds=thresholds),
+        alerts.late_check(now=now, promised_at=order.promised_at, eta=order.eta, thresholds=thresholds),
+        alerts.offline_check(now=now, last_heard_at=last_heard_at, thresholds=thresholds),
+    ]
+
+
+def order_alerts_evaluate(*, order_id: str, now: dt.datetime | None = None) -> dict[str, str]:
+    """Open or resolve the order's alerts to match its conditions. Safe to run twice.
+
+    Returns what changed, e.g. {"stall": "opened", "offline": "resolved"}.
+    """
+    now = now or timezone.now()
+    order = Order.objects.select_related("warehouse").filter(pk=order_id).first()
+    if order is None:
+        return {}
+    open_kinds = set(Alert.objects.filter(order=order, resolved_at__isnull=True).values_list("kind", flat=True))
+    changed: dict[str, str] = {}
+    for finding in order_findings(order=order, now=now):
+        # The set above only saves work; the claim itself is the insert below.
+        if finding.active and finding.kind not in open_kinds:
+            if alert_open(order_id=order.pk, finding=finding) is not None:
+                changed[finding.kind] = "opened"
+        elif (
+            not finding.active
+            and finding.kind in open_kinds
+            and alert_resolve(order_id=order.pk, kind=finding.kind) is not None
+        ):
+            changed[finding.kind] = "resolved"
+    return changed
+
+
+def _alert_event_data(alert: Alert, state: str) -> dict:
+    return {
+        "alert": {
+            "id": alert.pk,
+            "kind": alert.kind,
+            "state": state,
+            "message": alert.message,
+            "opened_at": alert.opened_at.isoformat() if alert.opened_at else None,
+            "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        }
+    }
+
+
+def _publish(alert: Alert) -> None:
+    publish = getattr(realtime, "alert_publish", None)
+    if publish is not None:
+        publish(alert)  # schedules its own on_commit send
+
+
+@transaction.atomic
+def alert_open(*, order_id: str, finding: Finding) -> Alert | None:
+    """Open the alert of `finding.kind` unless one is open already; None when someone else holds it."""
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None:
+        return None
+    try:
+        # The partial unique index "one open alert per order and kind" is the
+        # claim: of two workers inserting at once, exactly one succeeds.
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                order=order, rider_id=order.rider_id, kind=finding.kind, message=finding.message, data=finding.data
+            )
+    except IntegrityError:
+        return None
+    tracking_event_record(
+        order=order, kind=EventKind.ALERT, operator_type=OperatorType.SYSTEM, data=_alert_event_data(alert, "open")
+    )
+    _publish(alert)
+    if finding.kind == AlertKind.LATE:
+        notification_send(
+            user=order.user,
+            kind="order.late",
+            title="订单可能晚于承诺时间送达",
+            body=f"很抱歉，订单 {order.pk}{finding.message}，我们正在催促配送。",
+            order=order,
+            email=True,
+        )
+    logger.info("alert opened: %s %s", finding.kind, order.pk)
+    return alert
+
+
+@transaction.atomic
+def alert_resolve(*, order_id: str, kind: str) -> Alert | None:
+    """Resolve the open alert of this kind; None when there is none (already resolved)."""
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None:
+        return None
+    alert = Alert.objects.filter(order=order, kind=kind, resolved_at__isnull=True).first()
+    if alert is None:
+        return None
+    now = timezone.now()
+    # Conditional update: exactly one row changed, so this run owns the resolution.
+    if Alert.objects.filter(pk=alert.pk, resolved_at__isnull=True).update(resolved_at=now) != 1:
+        return None
+    alert.resolved_at = now
+    tracking_event_record(
+        order=order, kind=EventKind.ALERT, operator_type=OperatorType.SYSTEM, data=_alert_event_data(alert, "resolved")
+    )
+    _publish(alert)
+    logger.info("alert resolved: %s %s", kind, order.pk)
+    return alert
+
+
+def orders_needing_watch() -> list[str]:
+    """Ids of orders the periodic jobs look at: paid or delivering, or holding an open alert."""
+    active = Order.objects.filter(status__in=[OrderStatus.PAID, OrderStatus.DELIVERING]).values_list("pk", flat=True)
+    with_alerts = Alert.objects.filter(resolved_at__isnull=True).values_list("order_id", flat=True)
+    return sorted(set(active) | set(with_alerts))

@@ -1,0 +1,184 @@
+"""ETA writes: refit the model from history, recompute an order's ETA and record it as an event."""
+
+import datetime as dt
+import logging
+import zoneinfo
+from collections import defaultdict
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from notifications.services import notification_send
+from orders.models import Order, OrderStatus
+from tracking.conf import jobs_setting
+from tracking.eta import Delivery, EtaParams, TrackPoint, eta_fit, eta_predict_delivering, eta_predict_paid
+from tracking.models import EtaFit, EventKind, OperatorType, TrackingEvent
+from tracking.services import tracking_event_record
+
+logger = logging.getLogger(__name__)
+
+PARAMS_CACHE_KEY = "tracking.eta.params"
+PARAMS_CACHE_SECONDS = 300
+HISTORY_LIMIT = 2000
+FITS_KEPT = 50
+
+
+def local_tz() -> dt.tzinfo:
+    return zoneinfo.ZoneInfo(settings.TIME_ZONE)
+
+
+def deliveries_history(*, limit: int = HISTORY_LIMIT) -> list[Delivery]:
+    """The newest completed deliveries with their stage times and tracks, oldest first."""
+    orders = list(
+        Order.objects.filter(status=OrderStatus.COMPLETED, dispatched_at__isnull=False, delivered_at__isnull=False)
+        .select_related("warehouse")
+        .order_by("-delivered_at")[:limit]
+    )
+    if not orders:
+        return []
+    stage_times: dict[str, dict[str, dt.datetime]] = defaultdict(dict)
+    points: dict[str, list[TrackPoint]] = defaultdict(list)
+    rows = (
+        TrackingEvent.objects.filter(
+            order__in=[order.pk for order in orders], kind__in=[EventKind.STAGE, EventKind.LOCATION]
+        )
+        .order_by("order_id", "recorded_at", "version")
+        .values_list("order_id", "kind", "stage", "latitude", "longitude", "recorded_at")
+    )
+    for order_id, kind, stage, latitude, longitude, recorded_at in rows.iterator(chunk_size=5000):
+        if kind == EventKind.STAGE:
+            stage_times[order_id][stage] = recorded_at
+        elif latitude is not None and longitude is not None:
+            points[order_id].append(TrackPoint(float(latitude), float(longitude), recorded_at))
+    return [
+        Delivery(
+            warehouse=(float(order.warehouse.latitude), float(order.warehouse.longitude)),
+            destination=(float(order.delivery_lat), float(order.delivery_lon)),
+            paid_at=order.paid_at,
+            dispatched_at=order.dispatched_at,
+            delivered_at=order.delivered_at,
+            stage_times=stage_times[order.pk],
+            points=tuple(points[order.pk]),
+        )
+        for order in reversed(orders)
+    ]
+
+
+@transaction.atomic
+def eta_model_refit() -> EtaFit:
+    """Fit the ETA model on the platform's completed deliveries and make it the current one."""
+    params = eta_fit(deliveries_history(), tz=local_tz())
+    fit = EtaFit.objects.create(
+        fitted_at=timezone.now(), deliveries=params.deliveries, samples=params.samples, params=params.as_dict()
+    )
+    stale = EtaFit.objects.order_by("-fitted_at", "-id").values_list("pk", flat=True)[FITS_KEPT:]
+    EtaFit.objects.filter(pk__in=list(stale)).delete()
+    transaction.on_commit(lambda: cache.delete(PARAMS_CACHE_KEY))
+    return fit
+
+
+def eta_params_current() -> EtaParams:
+    """The newest fit (cached), or the documented defaults before the first fit."""
+    data = cache.get(PARAMS_CACHE_KEY)
+    if data is None:
+        fit = EtaFit.objects.order_by("-fitted_at", "-id").first()
+        data = fit.params if fit is not None else {}
+        cache.set(PARAMS_CACHE_KEY, data, PARAMS_CACHE_SECONDS)
+    return EtaParams.from_dict(data)
+
+
+def order_eta_predict(*, order: Order, now: dt.datetime | None = None) -> dt.datetime | None:
+    """What the model says now for a paid or delivering order; None for any other status."""
+    now = now or timezone.now()
+    params = eta_params_current()
+    destination = (float(order.delivery_lat), float(order.delivery_lon))
+    warehouse = (float(order.warehouse.latitude), float(order.warehouse.longitude))
+    if order.status == OrderStatus.DELIVERING:
+        newest = (
+            TrackingEvent.objects.filter(order=order, kind=EventKind.LOCATION)
+            .order_by("-recorded_at", "-version")
+            .values_list("latitude", "longitude", "recorded_at")
+            .first()
+        )
+        position = TrackPoint(float(newest[0]), float(newest[1]), newest[2]) if newest else None
+        return eta_predict_delivering(
+            params,
+            now=now,
+            destination=destination,
+            warehouse=warehouse,
+            dispatched_at=order.dispatched_at,
+            position=position,
+            tz=local_tz(),
+        )
+    if order.status == OrderStatus.PAID:
+        phase_started_at = order.paid_at or now
+        if order.stage:
+            stage_event = (
+                TrackingEvent.objects.filter(order=order, kind=EventKind.STAGE, stage=order.stage)
+                .order_by("-version")
+                .values_list("recorded_at", flat=True)
+                .first()
+            )
+            phase_started_at = stage_event or phase_started_at
+        return eta_predict_paid(
+            params,
+            now=now,
+            destination=destination,
+            warehouse=warehouse,
+            stage=order.stage,
+            phase_started_at=phase_started_at,
+            tz=local_tz(),
+        )
+    return None
+
+
+def order_eta_refresh(*, order_id: str) -> bool:
+    """Recompute an order's ETA; store it and record an `eta` event when it moved enough.
+
+    Safe to run twice: the second run finds the same ETA stored and changes nothing.
+    """
+    order = Order.objects.select_related("warehouse").filter(pk=order_id).first()
+    if order is None:
+        return False
+    eta = order_eta_predict(order=order)
+    if eta is None:
+        return False
+    return _order_eta_store(order_id=order_id, eta=eta)
+
+
+@transaction.atomic
+def _order_eta_store(*, order_id: str, eta: dt.datetime) -> bool:
+    # The prediction was made without the lock; the comparison happens under
+    # it, so two workers racing on one order record the change at most once.
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None or order.status not in (OrderStatus.PAID, OrderStatus.DELIVERING):
+        return False
+    eta = eta.replace(microsecond=0)
+    previous = order.eta
+    change = (eta - previous).total_seconds() if previous is not None else None
+    if change is not None and abs(change) < jobs_setting("ETA_MIN_CHANGE_SECONDS"):
+        return False
+    order.eta = eta
+    tracking_event_record(
+        order=order,
+        kind=EventKind.ETA,
+        operator_type=OperatorType.SYSTEM,
+        data={
+            "eta": eta.isoformat(),
+            "previous_eta": previous.isoformat() if previous is not None else None,
+            "change_seconds": int(change) if change is not None else None,
+        },
+    )
+    if change is not None and abs(change) >= jobs_setting("ETA_NOTIFY_CHANGE_SECONDS"):
+        local_eta = timezone.localtime(eta)
+        direction = "推迟" if change > 0 else "提前"
+        notification_send(
+            user=order.user,
+            kind="order.eta",
+            title=f"预计送达时间{direction}至 {local_eta:%H:%M}",
+            body=f"订单 {order.pk} 的预计送达时间{direction}了约 {round(abs(change) / 60)} 分钟。",
+            order=order,
+        )
+    return True

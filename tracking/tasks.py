@@ -1,0 +1,134 @@
+"""Celery tasks for ETAs and alerts: thin, id-taking, safe to run twice.
+
+Services schedule them with `order_jobs_after_commit`, which enqueues only
+once the current transaction commits. Without REDIS_URL they run in-process
+(CELERY_TASK_ALWAYS_EAGER); the periodic ones then run on the embedded timer
+(xiaoxiang.celery.embedded_beat_start) instead of celery beat.
+"""
+
+import contextlib
+import contextvars
+import logging
+from collections.abc import Iterable, Iterator
+
+from celery import shared_task
+from django.core.cache import cache
+from django.db import OperationalError, transaction
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from orders.models import Order, OrderStatus
+from tracking.alert_services import order_alerts_evaluate, orders_needing_watch
+from tracking.conf import jobs_setting
+from tracking.eta_services import eta_model_refit, order_eta_refresh
+
+logger = logging.getLogger(__name__)
+
+# Only errors that a retry can fix: the database or Redis briefly unreachable.
+# Anything else is a bug, and retrying it would only repeat it.
+TRANSIENT_ERRORS = (OperationalError, RedisConnectionError, RedisTimeoutError)
+
+TASK_OPTIONS = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 5,
+    "soft_time_limit": 20,
+    "time_limit": 30,
+    # A worker killed mid-task leaves the message unacknowledged: it is
+    # redelivered (requeued at once when the pool child dies, after the broker
+    # visibility timeout when the whole worker dies). The tasks are idempotent.
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+}
+SWEEP_OPTIONS = {**TASK_OPTIONS, "soft_time_limit": 50, "time_limit": 60}
+REFIT_OPTIONS = {**TASK_OPTIONS, "soft_time_limit": 240, "time_limit": 300}
+
+_suspended: contextvars.ContextVar[bool] = contextvars.ContextVar("tracking_jobs_suspended", default=False)
+
+
+@contextlib.contextmanager
+def jobs_suspended() -> Iterator[None]:
+    """Enqueue nothing inside this block (the history generator writes the past, not the present)."""
+    token = _suspended.set(True)
+    try:
+        yield
+    finally:
+        _suspended.reset(token)
+
+
+def jobs_enabled() -> bool:
+    return bool(jobs_setting("TRACKING_JOBS_ENABLED")) and not _suspended.get()
+
+
+@shared_task(name="tracking.eta_recompute", **TASK_OPTIONS)
+def eta_recompute(order_id: str) -> bool:
+    """Refresh one order's ETA, then its alerts (a new ETA may predict lateness)."""
+    changed = order_eta_refresh(order_id=order_id)
+    order_alerts_evaluate(order_id=order_id)
+    return changed
+
+
+@shared_task(name="tracking.alerts_evaluate", **TASK_OPTIONS)
+def alerts_evaluate(order_id: str) -> dict[str, str]:
+    return order_alerts_evaluate(order_id=order_id)
+
+
+@shared_task(name="tracking.eta_refit", **REFIT_OPTIONS)
+def eta_refit() -> int:
+    return eta_model_refit().pk
+
+
+@shared_task(name="tracking.eta_sweep", **SWEEP_OPTIONS)
+def eta_sweep() -> int:
+    """Periodic: recompute every open order's ETA (warehouse time passes even when nothing is posted)."""
+    order_ids = list(
+        Order.objects.filter(status__in=[OrderStatus.PAID, OrderStatus.DELIVERING]).values_list("pk", flat=True)
+    )
+    for order_id in order_ids:
+        eta_recompute.delay(order_id)
+    return len(order_ids)
+
+
+@shared_task(name="tracking.alerts_sweep", **SWEEP_OPTIONS)
+def alerts_sweep() -> int:
+    """Periodic: the time-based alerts (offline, late) and resolving alerts of finished orders."""
+    order_ids = orders_needing_watch()
+    for order_id in order_ids:
+        alerts_evaluate.delay(order_id)
+    return len(order_ids)
+
+
+def _debounce_key(order_id: str) -> str:
+    return f"tracking.eta.debounce:{order_id}"
+
+
+def _order_jobs_enqueue(order_ids: list[str], *, debounced: bool) -> None:
+    for order_id in order_ids:
+        if not debounced:
+            eta_recompute.delay(order_id)
+            continue
+        # Points can arrive many times a second: alerts look at every batch,
+        # the ETA at most once per ETA_DEBOUNCE_SECONDS. Whoever adds the key
+        # schedules the recompute for the end of the window, so it sees every
+        # point of the window; later batches in the window add nothing.
+        alerts_evaluate.delay(order_id)
+        window = jobs_setting("ETA_DEBOUNCE_SECONDS")
+        if cache.add(_debounce_key(order_id), 1, timeout=window):
+            eta_recompute.apply_async((order_id,), countdown=window)
+
+
+def order_jobs_after_commit(order_ids: Iterable[str], *, debounced: bool = False) -> None:
+    """Schedule the orders' ETA and alert jobs for when the current transaction commits.
+
+    `debounced` is for location ingest; status and stage changes recompute at once.
+    """
+    if not jobs_enabled():
+        return
+    order_ids = sorted(set(order_ids))
+    if not order_ids:
+        return
+    # robust: a broker hiccup (or an eager task failing) is logged, never
+    # turned into an error for a write that has already committed.
+    transaction.on_commit(lambda: _order_jobs_enqueue(order_ids, debounced=debounced), robust=True)
