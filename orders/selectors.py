@@ -206,3 +206,12 @@ def rider_orders_delivering(*, user: AbstractBaseUser) -> QuerySet[Order]:
         .prefetch_related("items")
         .order_by("dispatched_at", "id")
     )
+
+
+def orders_of_rider(*, rider_id: int, limit: int = 20) -> list[Order]:
+    """A rider's orders for the ops map: delivering first, then the latest others (staff only)."""
+    orders = Order.objects.select_related("warehouse").filter(rider_id=rider_id)
+    delivering = list(orders.filter(status=OrderStatus.DELIVERING).order_by("promised_at"))
+    others = orders.exclude(status=OrderStatus.DELIVERING).order_by("-update_time")
+    recent = list(others[: max(0, limit - len(delivering))])
+    return delivering + recent

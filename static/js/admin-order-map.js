@@ -1,0 +1,127 @@
+// Admin order page: the order's trajectory on a map, its status/stage timeline
+// and alerts, loaded through the REST API with the staff session.
+
+import {
+  STAGE_LABELS,
+  createMap,
+  el,
+  fetchJson,
+  fitTo,
+  formatDateTime,
+  icons,
+  parseTrajectory,
+} from "./map-common.js";
+import { TrajectoryReplay } from "./replay.js";
+
+const L = window.L;
+const STATUS_TEXT = { 1: "订单已提交（待支付）", 2: "已支付", 3: "已派单，配送中", 4: "已送达", 5: "已取消" };
+
+function coordinate(value) {
+  if (value === undefined || value === null || value === "") return null;
+  const number = Number(value);
+  return Number.isFinite(number) ? number : null;
+}
+
+function entryLabel(entry) {
+  if (entry.stage) return STAGE_LABELS[entry.stage] || entry.label || entry.stage;
+  return STATUS_TEXT[entry.status] || entry.label || String(entry.status);
+}
+
+async function main() {
+  const root = document.getElementById("order-track");
+  if (!root || !window.L) return;
+  const orderId = root.dataset.orderId;
+  const map = createMap(document.getElementById("order-track-map"), { tileUrl: root.dataset.tileUrl || "" });
+  const fixed = [];
+  const warehouse = [coordinate(root.dataset.warehouseLat), coordinate(root.dataset.warehouseLon)];
+  if (warehouse.every((value) => value !== null)) {
+    L.marker(warehouse, { icon: icons.warehouse(), title: "仓库" }).bindPopup(root.dataset.warehouseName || "仓库").addTo(map);
+    fixed.push(warehouse);
+  }
+  const home = [coordinate(root.dataset.deliveryLat), coordinate(root.dataset.deliveryLon)];
+  if (home.every((value) => value !== null)) {
+    L.marker(home, { icon: icons.home(), title: "收货地址" }).bindPopup("收货地址").addTo(map);
+    fixed.push(home);
+  }
+  fitTo(map, fixed);
+
+  const timelineList = document.getElementById("track-timeline");
+  const summary = document.getElementById("track-summary");
+  let trajectory = { path: [], events: [] };
+  try {
+    trajectory = parseTrajectory(await fetchJson(`/api/orders/${orderId}/trajectory/`));
+  } catch (error) {
+    summary.textContent = "轨迹加载失败。";
+    console.warn("trajectory", error);
+  }
+
+  const latLngs = trajectory.path.map((point) => [point.lat, point.lon]);
+  if (latLngs.length) {
+    L.polyline(latLngs, { color: "#ff7a00", weight: 4, opacity: 0.85 }).addTo(map);
+    L.circleMarker(latLngs[latLngs.length - 1], { radius: 6, color: "#ff7a00", fillOpacity: 1 })
+      .bindPopup(`最后位置 ${formatDateTime(trajectory.path[trajectory.path.length - 1].time)}`)
+      .addTo(map);
+  }
+  for (const event of trajectory.events) {
+    if (!Number.isFinite(event.lat) || !Number.isFinite(event.lon)) continue;
+    L.circleMarker([event.lat, event.lon], { radius: 5, color: "#14a05a", weight: 2, fillColor: "#fff", fillOpacity: 1 })
+      .bindTooltip(`${entryLabel(event)} · ${formatDateTime(event.time)}`)
+      .addTo(map);
+  }
+  fitTo(map, [...fixed, ...latLngs]);
+
+  const renderTimeline = (replayTime) => {
+    const steps = trajectory.events;
+    let current = -1;
+    steps.forEach((event, index) => {
+      if (!replayTime || (event.time && event.time <= replayTime)) current = index;
+    });
+    timelineList.classList.toggle("is-replaying", Boolean(replayTime));
+    timelineList.replaceChildren(
+      ...steps.map((event, index) =>
+        el(
+          "li",
+          {
+            class: `timeline-step ${event.stage ? "is-stage" : "is-status"} ${index <= current ? "is-done" : "is-pending"} ${index === current ? "is-current" : ""}`,
+          },
+          el("span", { class: "timeline-dot" }),
+          el("span", { class: "timeline-label", text: entryLabel(event) }),
+          el("time", { class: "timeline-time", text: formatDateTime(event.time) }),
+        ),
+      ),
+    );
+    if (steps.length === 0) timelineList.replaceChildren(el("li", { class: "muted", text: "暂无状态记录" }));
+  };
+  renderTimeline(null);
+  summary.textContent = latLngs.length ? `轨迹点 ${latLngs.length} 个。` : "暂无骑手轨迹。";
+
+  if (latLngs.length > 1) {
+    const replay = new TrajectoryReplay({
+      map,
+      root: document.getElementById("replay"),
+      onTime: (time) => renderTimeline(time),
+    });
+    replay.load(trajectory);
+    replay.seek(replay.end);
+  }
+
+  try {
+    const order = await fetchJson(`/api/orders/${orderId}/`);
+    const alerts = order.alerts || [];
+    document.getElementById("track-alerts").replaceChildren(
+      ...alerts.map((alert) =>
+        el(
+          "li",
+          {},
+          el("span", { class: "alert-kind", text: alert.kind }),
+          el("span", { text: alert.message }),
+          el("div", { class: "small" }, `${formatDateTime(alert.opened_at)}${alert.resolved_at ? ` 已解除 ${formatDateTime(alert.resolved_at)}` : " 未处理"}`),
+        ),
+      ),
+    );
+  } catch (error) {
+    console.warn("order detail", error);
+  }
+}
+
+main();

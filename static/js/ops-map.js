@@ -1,0 +1,382 @@
+// Staff operations map: every active rider moving live (/ws/ops/), open alerts
+// listed and highlighted, click a rider to see their orders.
+//
+// The page starts from a JSON state read, then applies pushed rider positions
+// and alerts. The state is re-read every half minute (alerts resolve, riders
+// go offline) and, while the socket is down, every few seconds instead.
+
+import {
+  SmoothMarker,
+  backoffDelay,
+  createMap,
+  el,
+  fetchJson,
+  fitTo,
+  formatDateTime,
+  formatTime,
+  readJson,
+  wsUrl,
+} from "./map-common.js";
+
+const L = window.L;
+const HEARTBEAT_TIMEOUT_MS = 45000;
+const STATE_REFRESH_MS = 30000;
+const STATE_REFRESH_OFFLINE_MS = 5000;
+const WS_FAILURES_BEFORE_POLLING = 3;
+
+const CONNECTION_LABELS = { connecting: "连接中", live: "实时", reconnecting: "重连中", polling: "轮询" };
+const ALERT_KINDS = { stall: "骑手停滞", deviation: "偏离路线", late: "配送超时", offline: "骑手离线" };
+
+const finite = (value) => value !== null && value !== undefined && value !== "" && Number.isFinite(Number(value));
+
+function escapeHtml(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+function riderIcon(rider, { alert, selected }) {
+  const classes = ["rider-icon"];
+  if (rider.online === false) classes.push("is-offline");
+  if (alert) classes.push("has-alert");
+  if (selected) classes.push("is-selected");
+  return L.divIcon({
+    className: classes.join(" "),
+    html: `<span class="rider-pulse"></span><span class="rider-dot">骑</span><span class="rider-name-tag">${escapeHtml(rider.name)}</span>`,
+    iconSize: [36, 36],
+    iconAnchor: [18, 18],
+    popupAnchor: [0, -16],
+  });
+}
+
+class OpsMap {
+  constructor(config) {
+    this.config = config;
+    this.map = createMap(document.getElementById("ops-map"), { tileUrl: config.tileUrl, zoom: 12 });
+    this.riders = new Map(); // id -> {data, marker: SmoothMarker, iconKey}
+    this.alerts = new Map(); // id -> {data, circle}
+    this.selected = null;
+    this.fitted = false;
+    this.ws = null;
+    this.wsFailures = 0;
+    this.mode = "connecting";
+    this.watchdog = null;
+    this.refreshTimer = null;
+    this.alertLayer = L.layerGroup().addTo(this.map);
+    this.indicator = document.getElementById("conn-indicator");
+  }
+
+  async start() {
+    await this.refreshState();
+    this.connect();
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && !this.ws) this.connect();
+    });
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    this.indicator.dataset.state = mode;
+    this.indicator.querySelector(".conn-label").textContent = CONNECTION_LABELS[mode] || mode;
+  }
+
+  // --- state ---
+
+  async refreshState() {
+    clearTimeout(this.refreshTimer);
+    try {
+      const state = await fetchJson(this.config.stateUrl);
+      const seen = new Set();
+      for (const rider of state.riders || []) {
+        seen.add(String(rider.id));
+        this.upsertRider(rider, { animate: this.fitted });
+      }
+      for (const [id, entry] of this.riders) {
+        if (!seen.has(id)) {
+          entry.marker.marker.remove();
+          this.riders.delete(id);
+        }
+      }
+      this.replaceAlerts(state.alerts || []);
+      if (!this.fitted) {
+        const points = [...this.riders.values()].map((entry) => [entry.data.lat, entry.data.lon]);
+        for (const entry of this.alerts.values()) points.push([entry.data.lat, entry.data.lon]);
+        fitTo(this.map, points, { maxZoom: 15 });
+        this.fitted = points.length > 0;
+      }
+    } catch (error) {
+      console.warn("ops state", error);
+    }
+    const delay = this.mode === "live" ? STATE_REFRESH_MS : STATE_REFRESH_OFFLINE_MS;
+    this.refreshTimer = setTimeout(() => this.refreshState(), delay);
+  }
+
+  riderHasAlert(id) {
+    for (const entry of this.alerts.values()) if (String(entry.data.rider_id) === String(id)) return true;
+    return false;
+  }
+
+  upsertRider(rider, { animate = true } = {}) {
+    const id = String(rider.id);
+    if (!finite(rider.lat) || !finite(rider.lon)) return;
+    const lat = Number(rider.lat);
+    const lon = Number(rider.lon);
+    let entry = this.riders.get(id);
+    if (!entry) {
+      const marker = L.marker([lat, lon], { title: rider.name, keyboard: true, riseOnHover: true });
+      marker.on("click", () => this.selectRider(id));
+      marker.addTo(this.map);
+      entry = { data: { ...rider }, marker: new SmoothMarker(marker, { durationMs: 1500 }), iconKey: "" };
+      this.riders.set(id, entry);
+    } else {
+      // A position older than the one shown never moves the marker backwards.
+      const shown = Date.parse(entry.data.recorded_at || "");
+      const incoming = Date.parse(rider.recorded_at || "");
+      const older = Number.isFinite(shown) && Number.isFinite(incoming) && incoming < shown;
+      entry.data = { ...entry.data, ...rider, ...(older ? { lat: entry.data.lat, lon: entry.data.lon } : {}) };
+      if (!older) entry.marker.moveTo([lat, lon], { animate });
+    }
+    this.refreshRiderIcon(id);
+    this.updateStats();
+  }
+
+  refreshRiderIcon(id) {
+    const entry = this.riders.get(id);
+    if (!entry) return;
+    const alert = this.riderHasAlert(id);
+    const selected = this.selected === id;
+    const key = `${entry.data.name}|${entry.data.online}|${alert}|${selected}`;
+    if (key === entry.iconKey) return;
+    entry.iconKey = key;
+    entry.marker.marker.setIcon(riderIcon(entry.data, { alert, selected }));
+    entry.marker.marker.setZIndexOffset(alert ? 800 : selected ? 600 : 0);
+  }
+
+  replaceAlerts(alerts) {
+    const ids = new Set(alerts.map((alert) => String(alert.id)));
+    for (const id of [...this.alerts.keys()]) if (!ids.has(id)) this.removeAlert(id);
+    for (const alert of alerts) this.upsertAlert(alert, { fresh: false });
+    this.renderAlerts();
+  }
+
+  upsertAlert(alert, { fresh = true } = {}) {
+    const id = String(alert.id);
+    if (alert.resolved_at) {
+      this.removeAlert(id);
+      return;
+    }
+    const existing = this.alerts.get(id);
+    // The push names the order and rider `order`/`rider`; the state read says `order_id`/`rider_id`.
+    const data = { ...(existing ? existing.data : {}), ...alert };
+    if (data.order_id === undefined && alert.order !== undefined) data.order_id = alert.order;
+    if (data.rider_id === undefined && alert.rider !== undefined) data.rider_id = alert.rider;
+    if (!finite(data.lat) && data.rider_id !== undefined) {
+      const rider = this.riders.get(String(data.rider_id));
+      if (rider) Object.assign(data, { lat: rider.data.lat, lon: rider.data.lon });
+    }
+    if (existing) existing.circle.remove();
+    let circle = null;
+    if (finite(data.lat) && finite(data.lon)) {
+      circle = L.circleMarker([Number(data.lat), Number(data.lon)], {
+        radius: 16,
+        color: "#d93636",
+        weight: 3,
+        fillColor: "#d93636",
+        fillOpacity: 0.15,
+      })
+        .bindPopup(`<strong>${escapeHtml(data.kind_display || ALERT_KINDS[data.kind] || data.kind)}</strong><br>${escapeHtml(data.message)}`)
+        .addTo(this.alertLayer);
+    }
+    this.alerts.set(id, { data, circle: circle || { remove() {} }, fresh: fresh && !existing });
+    if (data.rider_id !== undefined && data.rider_id !== null) this.refreshRiderIcon(String(data.rider_id));
+  }
+
+  removeAlert(id) {
+    const entry = this.alerts.get(id);
+    if (!entry) return;
+    entry.circle.remove();
+    this.alerts.delete(id);
+    if (entry.data.rider_id !== undefined && entry.data.rider_id !== null) this.refreshRiderIcon(String(entry.data.rider_id));
+  }
+
+  renderAlerts() {
+    const list = document.getElementById("alert-list");
+    const alerts = [...this.alerts.values()].sort((a, b) => String(b.data.opened_at).localeCompare(String(a.data.opened_at)));
+    list.replaceChildren(
+      ...alerts.map((entry) => {
+        const alert = entry.data;
+        const item = el(
+          "li",
+          { class: entry.fresh ? "is-new" : "", "data-alert-id": String(alert.id), title: "在地图上查看" },
+          el("span", { class: "alert-kind", text: alert.kind_display || ALERT_KINDS[alert.kind] || alert.kind }),
+          el("span", { text: alert.message || "" }),
+          el(
+            "div",
+            { class: "muted small" },
+            `${alert.rider_name ? `${alert.rider_name} · ` : ""}订单 ${String(alert.order_id || "").slice(0, 8)} · ${formatDateTime(alert.opened_at)}`,
+          ),
+        );
+        item.addEventListener("click", () => {
+          if (finite(alert.lat) && finite(alert.lon)) this.map.flyTo([Number(alert.lat), Number(alert.lon)], 16);
+          if (alert.rider_id !== undefined && alert.rider_id !== null) this.selectRider(String(alert.rider_id));
+          else if (entry.circle.openPopup) entry.circle.openPopup();
+        });
+        entry.fresh = false;
+        return item;
+      }),
+    );
+    document.getElementById("alerts-empty").hidden = alerts.length > 0;
+    this.updateStats();
+  }
+
+  updateStats() {
+    const riders = [...this.riders.values()];
+    document.getElementById("stat-riders").textContent = String(riders.filter((e) => e.data.online !== false).length);
+    document.getElementById("stat-delivering").textContent = String(riders.filter((e) => Number(e.data.delivering) > 0).length);
+    document.getElementById("stat-alerts").textContent = String(this.alerts.size);
+  }
+
+  async selectRider(id) {
+    const previous = this.selected;
+    this.selected = id;
+    if (previous) this.refreshRiderIcon(previous);
+    this.refreshRiderIcon(id);
+    const entry = this.riders.get(id);
+    const panel = document.getElementById("rider-panel");
+    const list = document.getElementById("rider-orders");
+    panel.hidden = false;
+    document.getElementById("rider-panel-title").textContent = `${entry ? entry.data.name : "骑手"} 的订单`;
+    list.replaceChildren(el("li", { class: "muted small", text: "加载中…" }));
+    try {
+      const url = this.config.riderOrdersUrl.replace(/\/0\/orders\/$/, `/${encodeURIComponent(id)}/orders/`);
+      const data = await fetchJson(url);
+      if (this.selected !== id) return;
+      const orders = data.orders || [];
+      list.replaceChildren(
+        ...(orders.length
+          ? orders.map((order) =>
+              el(
+                "li",
+                { "data-order-id": order.id },
+                el("a", { href: order.admin_url, text: `订单 ${order.id.slice(0, 8)}` }),
+                ` · ${order.status_display}`,
+                el(
+                  "div",
+                  { class: "muted small" },
+                  `${order.delivery_address || ""}${order.eta ? ` · 预计 ${formatTime(order.eta)}` : ""}${order.promised_at ? ` · 承诺 ${formatTime(order.promised_at)}` : ""}`,
+                ),
+              ),
+            )
+          : [el("li", { class: "muted small", text: "暂无订单" })]),
+      );
+      if (entry) {
+        const delivering = orders.filter((order) => order.status === 3).length;
+        entry.marker.marker
+          .bindPopup(`<strong>${escapeHtml(entry.data.name)}</strong><br>配送中 ${delivering} 单 · ${formatTime(entry.data.recorded_at, { seconds: true })} 定位`)
+          .openPopup();
+      }
+    } catch (error) {
+      list.replaceChildren(el("li", { class: "muted small", text: "订单加载失败" }));
+      console.warn("rider orders", error);
+    }
+  }
+
+  // --- socket ---
+
+  connect() {
+    if (this.ws) return;
+    let ws;
+    try {
+      ws = new WebSocket(wsUrl("/ws/ops/"));
+    } catch {
+      this.onSocketLost(null);
+      return;
+    }
+    this.ws = ws;
+    ws.addEventListener("open", () => {
+      this.wsFailures = 0;
+      this.setMode("live");
+      this.armWatchdog(ws);
+      // Anything pushed before we subscribed is in the state read.
+      this.refreshState();
+    });
+    ws.addEventListener("message", (message) => {
+      if (this.ws !== ws) return;
+      this.armWatchdog(ws);
+      let data;
+      try {
+        data = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      this.onMessage(data);
+    });
+    ws.addEventListener("close", () => {
+      if (this.ws === ws) this.onSocketLost(ws);
+    });
+  }
+
+  armWatchdog(ws) {
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => {
+      if (this.ws !== ws) return;
+      try {
+        ws.close(4000, "heartbeat timeout");
+      } catch {
+        /* already closing */
+      }
+      this.onSocketLost(ws);
+    }, HEARTBEAT_TIMEOUT_MS);
+  }
+
+  onSocketLost(ws) {
+    if (ws && this.ws !== ws) return;
+    this.ws = null;
+    clearTimeout(this.watchdog);
+    this.wsFailures += 1;
+    this.setMode(this.wsFailures >= WS_FAILURES_BEFORE_POLLING ? "polling" : "reconnecting");
+    if (this.wsFailures >= WS_FAILURES_BEFORE_POLLING) this.refreshState();
+    setTimeout(() => this.connect(), backoffDelay(this.wsFailures, { baseMs: 1000, maxMs: 30000 }));
+  }
+
+  onMessage(message) {
+    const type = String(message.type || "");
+    if (message.rider && (type === "ops.rider" || type === "rider" || type.endsWith(".rider"))) {
+      this.upsertRider(message.rider);
+      return;
+    }
+    if (message.alert && type.includes("alert")) {
+      this.upsertAlert(message.alert);
+      this.renderAlerts();
+      return;
+    }
+    if (Array.isArray(message.riders) || Array.isArray(message.alerts)) {
+      for (const rider of message.riders || []) this.upsertRider(rider, { animate: false });
+      if (Array.isArray(message.alerts)) this.replaceAlerts(message.alerts);
+    }
+  }
+}
+
+function main() {
+  const config = readJson("ops-config");
+  if (!config || !window.L) return;
+  const ops = new OpsMap(config);
+  ops.start();
+  window.opsMap = {
+    get mode() {
+      return ops.mode;
+    },
+    riderIds() {
+      return [...ops.riders.keys()];
+    },
+    riderLatLng(id) {
+      const entry = ops.riders.get(String(id));
+      if (!entry) return null;
+      const latLng = entry.marker.marker.getLatLng();
+      return [latLng.lat, latLng.lng];
+    },
+    alertCount() {
+      return ops.alerts.size;
+    },
+  };
+}
+
+main();

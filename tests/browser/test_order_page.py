@@ -1,0 +1,124 @@
+"""The customer's live order page in real Chromium: WebSocket updates, the long-poll fallback, replay."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import DESKTOP, PHONE, log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+WAIT_MS = 20000
+# Customers see positions at 4 decimals, so the test points use exactly 4.
+NEAR_WAREHOUSE = (31.1900, 121.4400)
+HALFWAY = (31.1950, 121.4450)
+NEAR_HOME = (31.1985, 121.4490)
+
+RIDER_AT = """([lat, lon]) => {
+  const at = window.orderLive && window.orderLive.riderLatLng();
+  return Boolean(at) && Math.abs(at[0] - lat) < 1e-6 && Math.abs(at[1] - lon) < 1e-6;
+}"""
+# Somewhere strictly between two points: the marker glides instead of jumping.
+RIDER_BETWEEN = """([[lat1, lon1], [lat2, lon2]]) => {
+  const at = window.orderLive && window.orderLive.riderLatLng();
+  if (!at) return false;
+  const between = (value, a, b) => value > Math.min(a, b) + 1e-7 && value < Math.max(a, b) - 1e-7;
+  return between(at[0], lat1, lat2) && between(at[1], lon1, lon2);
+}"""
+
+
+def wait_rider_at(page, point) -> None:
+    page.wait_for_function(RIDER_AT, arg=list(point), timeout=WAIT_MS)
+
+
+def test_customer_watches_rider_live_over_websocket_then_replays(daphne_server, open_page, rider_app, make_order):
+    order = make_order("delivering")
+    other = make_order("paid")
+    watch = open_page(PHONE)
+    page = watch.page
+
+    log_in(watch, daphne_server.url, "alice")
+    card = page.locator(f'[data-order-id="{order.id}"]')
+    expect(card).to_contain_text("配送中")
+    expect(page.locator(f'[data-order-id="{other.id}"]')).to_contain_text("仓库处理中")
+    watch.screenshot("orders-list-phone")
+
+    card.click()
+    page.wait_for_function("window.orderLive && window.orderLive.mode === 'live'", timeout=WAIT_MS)
+    expect(page.locator("#conn-indicator")).to_contain_text("实时")
+    expect(page.locator("#status-pill")).to_have_text("配送中")
+    expect(page.locator('[data-step="packed"]')).to_have_class(re.compile(r"\bis-done\b"))
+    page.evaluate("window.sameDocument = true")
+
+    rider = rider_app("rita")
+    rider.report(*NEAR_WAREHOUSE)
+    wait_rider_at(page, NEAR_WAREHOUSE)
+    rider.report(*HALFWAY)
+    page.wait_for_function(RIDER_BETWEEN, arg=[list(NEAR_WAREHOUSE), list(HALFWAY)], polling="raf", timeout=WAIT_MS)
+    wait_rider_at(page, HALFWAY)
+    rider.report(*NEAR_HOME)
+    wait_rider_at(page, NEAR_HOME)
+    assert page.evaluate("window.orderLive.pathLength()") >= 3
+    expect(page.locator("#rider-name")).to_contain_text("骑手rita")
+    watch.screenshot("order-live-phone")
+
+    rider.delivered(order.id)
+    expect(page.locator("#status-pill")).to_have_text("已送达", timeout=WAIT_MS)
+    expect(page.locator('[data-step="s4"]')).to_have_class(re.compile(r"\bis-done\b"))
+    expect(page.locator("#replay-offer")).to_be_visible()
+    assert page.evaluate("window.sameDocument") is True  # no reload happened
+
+    page.click("#replay-offer")
+    expect(page.locator("#replay")).to_be_visible()
+    page.wait_for_function("window.orderLive.replayProgress() === 1", timeout=WAIT_MS)
+    expect(page.locator('[data-step="s4"]')).to_have_class(re.compile(r"\bis-current\b"))
+    # Scrub back to the start: the delivery is not reached yet, the timeline follows.
+    page.locator("#replay-scrubber").fill("0")
+    expect(page.locator('[data-step="s4"]')).to_have_class(re.compile(r"\bis-pending\b"))
+    expect(page.locator("#timeline")).to_have_class(re.compile(r"\bis-replaying\b"))
+    page.locator("#replay-scrubber").fill("600")
+    page.select_option("#replay-speed", "10")
+    page.click("#replay-play")
+    page.wait_for_function("window.orderLive.replayProgress() > 0.6", timeout=WAIT_MS)
+    page.click("#replay-play")  # pause
+    watch.screenshot("order-replay-phone")
+
+
+def test_order_page_updates_by_long_polling_when_websockets_fail(daphne_server, open_page, rider_app, make_order):
+    order = make_order("delivering")
+    watch = open_page(DESKTOP)
+    page = watch.page
+    websockets = {"blocked": True, "refused": 0}
+
+    def route(ws) -> None:
+        if websockets["blocked"]:
+            websockets["refused"] += 1
+            ws.close()
+        else:
+            ws.connect_to_server()
+
+    page.route_web_socket(re.compile(r".*/ws/.*"), route)
+    log_in(watch, daphne_server.url, "alice", next_path=f"/orders/{order.id}/")
+    page.wait_for_function("window.orderLive && window.orderLive.mode === 'polling'", timeout=WAIT_MS)
+    expect(page.locator("#conn-indicator")).to_contain_text("轮询")
+    assert websockets["refused"] >= 3
+    page.evaluate("window.sameDocument = true")
+
+    rider = rider_app("rita")
+    rider.report(*NEAR_WAREHOUSE)
+    wait_rider_at(page, NEAR_WAREHOUSE)
+    rider.report(*HALFWAY)
+    wait_rider_at(page, HALFWAY)
+    watch.screenshot("order-polling-desktop")
+
+    rider.delivered(order.id)
+    expect(page.locator("#status-pill")).to_have_text("已送达", timeout=WAIT_MS)
+    assert page.evaluate("window.orderLive.mode") == "polling"
+    assert page.evaluate("window.sameDocument") is True
+
+    # The page keeps probing the socket and upgrades back once it works.
+    websockets["blocked"] = False
+    page.wait_for_function("window.orderLive.mode === 'live'", timeout=45000)
+    expect(page.locator("#conn-indicator")).to_contain_text("实时")
+    watch.screenshot("order-delivered-desktop")
