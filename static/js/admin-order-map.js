@@ -2,6 +2,7 @@
 // and alerts, loaded through the REST API with the staff session.
 
 import {
+  ALERT_KINDS,
   STAGE_LABELS,
   createMap,
   el,
@@ -113,7 +114,7 @@ async function main() {
         el(
           "li",
           {},
-          el("span", { class: "alert-kind", text: alert.kind }),
+          el("span", { class: "alert-kind", text: ALERT_KINDS[alert.kind] || alert.kind }),
           el("span", { text: alert.message }),
           el("div", { class: "small" }, `${formatDateTime(alert.opened_at)}${alert.resolved_at ? ` 已解除 ${formatDateTime(alert.resolved_at)}` : " 未处理"}`),
         ),

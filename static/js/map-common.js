@@ -16,6 +16,8 @@ export const STATUS_LABELS = {
 
 export const STAGE_LABELS = { picking: "拣货中", picked: "拣货完成", packed: "已打包" };
 
+export const ALERT_KINDS = { stall: "骑手停滞", deviation: "偏离路线", late: "配送超时", offline: "骑手离线" };
+
 const TIME_FORMAT = new Intl.DateTimeFormat("zh-CN", {
   timeZone: "Asia/Shanghai",
   hour: "2-digit",

@@ -6,6 +6,7 @@
 // go offline) and, while the socket is down, every few seconds instead.
 
 import {
+  ALERT_KINDS,
   SmoothMarker,
   backoffDelay,
   createMap,
@@ -25,7 +26,6 @@ const STATE_REFRESH_OFFLINE_MS = 5000;
 const WS_FAILURES_BEFORE_POLLING = 3;
 
 const CONNECTION_LABELS = { connecting: "连接中", live: "实时", reconnecting: "重连中", polling: "轮询" };
-const ALERT_KINDS = { stall: "骑手停滞", deviation: "偏离路线", late: "配送超时", offline: "骑手离线" };
 
 const finite = (value) => value !== null && value !== undefined && value !== "" && Number.isFinite(Number(value));
 
@@ -168,13 +168,12 @@ class OpsMap {
     const data = { ...(existing ? existing.data : {}), ...alert };
     if (data.order_id === undefined && alert.order !== undefined) data.order_id = alert.order;
     if (data.rider_id === undefined && alert.rider !== undefined) data.rider_id = alert.rider;
-    if (!finite(data.lat) && data.rider_id !== undefined) {
-      const rider = this.riders.get(String(data.rider_id));
-      if (rider) Object.assign(data, { lat: rider.data.lat, lon: rider.data.lon });
-    }
+    const rider = data.rider_id === undefined || data.rider_id === null ? null : this.riders.get(String(data.rider_id));
+    if (rider) Object.assign(data, { lat: rider.data.lat, lon: rider.data.lon });
     if (existing) existing.circle.remove();
     let circle = null;
-    if (finite(data.lat) && finite(data.lon)) {
+    // A rider on the map carries the alert on their own (red) marker; others get a ring where it happened.
+    if (!rider && finite(data.lat) && finite(data.lon)) {
       circle = L.circleMarker([Number(data.lat), Number(data.lon)], {
         radius: 16,
         color: "#d93636",

@@ -395,6 +395,8 @@ class OrderLive {
   start() {
     this.loadHistory();
     this.connect();
+    // "About N minutes" goes stale on its own.
+    setInterval(() => this.view.renderEta(this.snapshot), 30000);
     window.addEventListener("online", () => this.reconnectNow());
     window.addEventListener("offline", () => this.setMode("offline"));
     document.addEventListener("visibilitychange", () => {
@@ -483,6 +485,8 @@ class OrderLive {
     } else if (kind === "eta") {
       const data = event.data || {};
       const eta = (changes && changes.eta) || data.eta || data.new_eta;
+      // The page may have opened after the previous estimate: start the history from it.
+      if (data.previous_eta && this.view.etaHistory.length === 0) this.view.noteEta(data.previous_eta);
       if (eta) snapshot.eta = eta;
     }
     if (snapshot.eta) this.view.noteEta(snapshot.eta);

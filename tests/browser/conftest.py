@@ -8,12 +8,14 @@ Screenshots land in test-artifacts/browser/ (gitignored).
 import datetime as dt
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from django.db import connection
 
 from tests.conftest import IN_CI, PASSWORD
 
@@ -60,14 +62,16 @@ class PageWatch:
         # The console only says "Failed to load resource"; name the request.
         page.on(
             "response",
-            lambda response: response.status >= 500
-            and self.errors.append(f"HTTP {response.status} {response.request.method} {response.url}"),
+            lambda response: (
+                response.status >= 500
+                and self.errors.append(f"HTTP {response.status} {response.request.method} {response.url}")
+            ),
         )
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, *, full_page: bool = False) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path))
+        self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
 
@@ -99,6 +103,24 @@ def log_in(watch: PageWatch, base_url: str, username: str, next_path: str = "") 
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/(orders|admin|ops)/.*"))
+
+
+def in_thread(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run a service call off this thread.
+
+    Playwright keeps an event loop in the test's thread, where async_to_sync
+    (the on-commit publish to the channel layer) refuses to run; a plain
+    thread publishes like a real web or worker process would.
+    """
+
+    def call() -> Any:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result()
 
 
 class RiderApp:

@@ -1,11 +1,18 @@
 """The customer's live order page in real Chromium: WebSocket updates, the long-poll fallback, replay."""
 
+import datetime as dt
+import json
 import re
 
 import pytest
+from django.db import transaction
+from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.browser.conftest import DESKTOP, PHONE, log_in
+from orders.models import Order
+from tests.browser.conftest import DESKTOP, PHONE, in_thread, log_in
+from tracking.models import EventKind, OperatorType
+from tracking.services import tracking_event_record
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -28,16 +35,32 @@ RIDER_BETWEEN = """([[lat1, lon1], [lat2, lon2]]) => {
 }"""
 
 
+@transaction.atomic
+def eta_update(order_id: str, eta: dt.datetime) -> None:
+    """What the ETA job does when its estimate moves: store it and record an `eta` event."""
+    order = Order.objects.select_for_update().get(pk=order_id)
+    previous, order.eta = order.eta, eta
+    data = {"eta": eta.isoformat(), "previous_eta": previous.isoformat() if previous else None}
+    tracking_event_record(order=order, kind=EventKind.ETA, operator_type=OperatorType.SYSTEM, data=data)
+
+
+def clock(value: dt.datetime) -> str:
+    return timezone.localtime(value).strftime("%H:%M")
+
+
 def wait_rider_at(page, point) -> None:
     page.wait_for_function(RIDER_AT, arg=list(point), timeout=WAIT_MS)
 
 
 def test_customer_watches_rider_live_over_websocket_then_replays(daphne_server, open_page, rider_app, make_order):
-    order = make_order("delivering")
-    other = make_order("paid")
+    order = in_thread(make_order, "delivering")
+    other = in_thread(make_order, "paid")
     watch = open_page(PHONE)
     page = watch.page
 
+    page.goto(f"{daphne_server.url}/orders/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/orders/"))
+    watch.screenshot("login-phone")
     log_in(watch, daphne_server.url, "alice")
     card = page.locator(f'[data-order-id="{order.id}"]')
     expect(card).to_contain_text("配送中")
@@ -61,6 +84,14 @@ def test_customer_watches_rider_live_over_websocket_then_replays(daphne_server, 
     wait_rider_at(page, NEAR_HOME)
     assert page.evaluate("window.orderLive.pathLength()") >= 3
     expect(page.locator("#rider-name")).to_contain_text("骑手rita")
+
+    first_eta = (timezone.now() + dt.timedelta(minutes=12)).replace(second=0, microsecond=0)
+    in_thread(eta_update, order.id, first_eta)
+    expect(page.locator("#eta-main")).to_contain_text(f"预计 {clock(first_eta)} 送达")
+    later_eta = first_eta + dt.timedelta(minutes=6)
+    in_thread(eta_update, order.id, later_eta)
+    expect(page.locator("#eta-main")).to_contain_text(f"预计 {clock(later_eta)} 送达")
+    expect(page.locator("#eta-change")).to_contain_text("比之前预计晚 6 分钟")
     watch.screenshot("order-live-phone")
 
     rider.delivered(order.id)
@@ -82,11 +113,11 @@ def test_customer_watches_rider_live_over_websocket_then_replays(daphne_server, 
     page.click("#replay-play")
     page.wait_for_function("window.orderLive.replayProgress() > 0.6", timeout=WAIT_MS)
     page.click("#replay-play")  # pause
-    watch.screenshot("order-replay-phone")
+    watch.screenshot("order-replay-phone", full_page=True)
 
 
 def test_order_page_updates_by_long_polling_when_websockets_fail(daphne_server, open_page, rider_app, make_order):
-    order = make_order("delivering")
+    order = in_thread(make_order, "delivering")
     watch = open_page(DESKTOP)
     page = watch.page
     websockets = {"blocked": True, "refused": 0}
@@ -122,3 +153,42 @@ def test_order_page_updates_by_long_polling_when_websockets_fail(daphne_server, 
     page.wait_for_function("window.orderLive.mode === 'live'", timeout=45000)
     expect(page.locator("#conn-indicator")).to_contain_text("实时")
     watch.screenshot("order-delivered-desktop")
+
+
+def test_order_page_resyncs_when_it_misses_an_event(daphne_server, open_page, rider_app, make_order):
+    order = in_thread(make_order, "delivering")
+    watch = open_page(PHONE)
+    page = watch.page
+    dropped: list[int] = []
+    sent: list[dict] = []
+
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+
+        def to_page(message: str) -> None:
+            frame = json.loads(message)
+            # Lose the first GPS event on the way, as a congested channel layer would.
+            if frame.get("type") == "event" and frame["event"]["kind"] == "location" and not dropped:
+                dropped.append(frame["version"])
+                return
+            ws.send(message)
+
+        def to_server(message: str) -> None:
+            sent.append(json.loads(message))
+            server.send(message)
+
+        server.on_message(to_page)
+        ws.on_message(to_server)
+
+    page.route_web_socket(re.compile(r".*/ws/.*"), route)
+    log_in(watch, daphne_server.url, "alice", next_path=f"/orders/{order.id}/")
+    page.wait_for_function("window.orderLive && window.orderLive.mode === 'live'", timeout=WAIT_MS)
+
+    rider = rider_app("rita")
+    rider.report(*NEAR_WAREHOUSE)
+    rider.report(*HALFWAY)
+    wait_rider_at(page, HALFWAY)
+    assert len(dropped) == 1
+    assert {"type": "resync", "since_version": dropped[0] - 1} in sent
+    assert page.evaluate("window.orderLive.version") == dropped[0] + 1
+    assert page.evaluate("window.orderLive.pathLength()") >= 2

@@ -1,0 +1,61 @@
+"""Staff in real Chromium: the live operations map and the admin order page's trajectory."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import DESKTOP, in_thread, log_in
+from tests.conftest import make_user
+from tracking.models import Alert, AlertKind
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+WAIT_MS = 20000
+RIDER_AT = """([id, lat, lon]) => {
+  const at = window.opsMap && window.opsMap.riderLatLng(id);
+  return Boolean(at) && Math.abs(at[0] - lat) < 1e-6 && Math.abs(at[1] - lon) < 1e-6;
+}"""
+
+
+def test_ops_map_moves_riders_live_and_lists_alerts(daphne_server, open_page, rider_app, make_order, rider):
+    make_user("boss", is_staff=True, is_superuser=True)
+    order = in_thread(make_order, "delivering")
+    Alert.objects.create(order=order, rider=rider, kind=AlertKind.STALL, message="骑手已 5 分钟未移动")
+    phone = rider_app("rita")
+    phone.report(31.1900, 121.4400)
+
+    watch = open_page(DESKTOP)
+    page = watch.page
+    log_in(watch, daphne_server.url, "boss", next_path="/admin/")
+    page.click("#ops-map-link")
+    page.wait_for_function(RIDER_AT, arg=[rider.pk, 31.19, 121.44], timeout=WAIT_MS)
+    page.wait_for_function("window.opsMap.mode === 'live'", timeout=WAIT_MS)
+    expect(page.locator("#conn-indicator")).to_contain_text("实时")
+    expect(page.locator("#alert-list li")).to_have_count(1)
+    expect(page.locator("#alert-list li")).to_contain_text("骑手停滞")
+    expect(page.locator("#stat-alerts")).to_have_text("1")
+    expect(page.locator(".rider-icon.has-alert")).to_have_count(1)
+
+    phone.report(31.1930, 121.4430)
+    page.wait_for_function(RIDER_AT, arg=[rider.pk, 31.193, 121.443], timeout=WAIT_MS)
+
+    page.locator(".rider-icon.has-alert").click()
+    expect(page.locator("#rider-orders")).to_contain_text(order.id[:8])
+    expect(page.locator("#rider-orders")).to_contain_text("配送中")
+    watch.screenshot("ops-map-desktop")
+
+    page.goto(f"{daphne_server.url}/admin/orders/order/{order.id}/change/")
+    expect(page.locator("#track-summary")).to_contain_text("轨迹点 2 个", timeout=WAIT_MS)
+    expect(page.locator("#track-timeline li")).to_have_count(6)  # created, paid, 3 stages, dispatched
+    expect(page.locator("#track-timeline")).to_contain_text("已打包")
+    expect(page.locator("#track-alerts")).to_contain_text("骑手已 5 分钟未移动")
+    expect(page.locator("#order-track-map .leaflet-interactive").first).to_be_visible()
+    watch.screenshot("admin-order-desktop")
+
+
+def test_ops_map_is_staff_only(daphne_server, open_page, customer):
+    watch = open_page(DESKTOP)
+    log_in(watch, daphne_server.url, "alice")
+    watch.page.goto(f"{daphne_server.url}/ops/map/")
+    expect(watch.page).to_have_url(re.compile(r"/admin/login/"))
