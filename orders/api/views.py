@@ -8,7 +8,7 @@ lookup); an order the caller may not see is 404 (the selectors and services).
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -130,6 +130,18 @@ class OrderListCreateApi(PagedOrderListView):
         description="Status 1 (pending payment); the total comes from the catalogue; the nearest warehouse serves it.",
         request=io.OrderCreateInputSerializer,
         responses={201: io.OrderSnapshotSerializer, **error_responses(400, 401, 403, 429)},
+        examples=[
+            OpenApiExample(
+                "Two items",
+                request_only=True,
+                value={
+                    "items": [{"sku": "VEG-001", "quantity": 2}, {"sku": "EGG-001", "quantity": 1}],
+                    "delivery_address": "上海市徐汇区天钥桥路 1 号 3 室",
+                    "delivery_lat": 31.2,
+                    "delivery_lon": 121.45,
+                },
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         serializer = io.OrderCreateInputSerializer(data=request.data)

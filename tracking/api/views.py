@@ -1,7 +1,7 @@
 """REST views of rider GPS ingest and the order trajectory (DESIGN section 4)."""
 
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -38,6 +38,25 @@ class RiderLocationsApi(JsonApiView):
             "Re-uploads of a `client_id` count as `duplicates`. A body that is not `{points: [1..500]}` is 400."
         ),
         request=io.LocationBatchInputSerializer,
+        examples=[
+            OpenApiExample(
+                "A live point",
+                request_only=True,
+                value={
+                    "points": [
+                        {
+                            "client_id": "0f8e2c1a-live-1",
+                            "lat": 31.19,
+                            "lon": 121.44,
+                            "recorded_at": "2026-01-01T08:00:00+08:00",
+                            "accuracy": 8.5,
+                            "speed": 4.2,
+                            "heading": 90,
+                        }
+                    ]
+                },
+            )
+        ],
         responses={200: io.IngestResultSerializer, **error_responses(400, 401, 403, 429)},
     )
     def post(self, request: Request) -> Response:
