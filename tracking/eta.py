@@ -7,7 +7,7 @@ the unit tests.
 The model
 ---------
 - **Travel** is a *pace* in seconds per metre of straight-line distance to
-  the door, learned per (local hour of day, distance band) from every point
+  the door (to the edge of `ARRIVAL_RADIUS_M` around it), learned per (local hour of day, distance band) from every point
   of every completed track: (time from that point to arrival) / (distance
   left). Straight-line pace folds the street network's detour factor, traffic
   and lights into one number. Cells with too few samples fall back to the
@@ -136,7 +136,9 @@ def pace_for(params: EtaParams, *, hour: int, band: int) -> float:
 def travel_seconds(params: EtaParams, *, distance_m: float, at: dt.datetime, tz: dt.tzinfo) -> float:
     if distance_m <= ARRIVAL_RADIUS_M:
         return 0.0
-    return distance_m * pace_for(params, hour=local_hour(at, tz), band=distance_band(distance_m))
+    # Arrival is "within the radius", so the ride covers the distance to its edge.
+    pace = pace_for(params, hour=local_hour(at, tz), band=distance_band(distance_m))
+    return (distance_m - ARRIVAL_RADIUS_M) * pace
 
 
 def _distance_to(point: TrackPoint | tuple[float, float], destination: tuple[float, float]) -> float:
@@ -195,7 +197,7 @@ def eta_fit(deliveries: Iterable[Delivery], *, tz: dt.tzinfo) -> EtaParams:
             distance = _distance_to(point, delivery.destination)
             if distance <= ARRIVAL_RADIUS_M:
                 continue
-            pace = (arrived - point.recorded_at).total_seconds() / distance
+            pace = (arrived - point.recorded_at).total_seconds() / (distance - ARRIVAL_RADIUS_M)
             cells[_cell_key(local_hour(point.recorded_at, tz), distance_band(distance))].append(pace)
             bands[_band_key(distance_band(distance))].append(pace)
             every.append(pace)

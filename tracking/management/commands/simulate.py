@@ -10,6 +10,7 @@ model has something to learn from and `eta_backtest` something to replay.
 
 import datetime as dt
 import itertools
+import logging
 import random
 import threading
 import time
@@ -296,6 +297,8 @@ class Command(BaseCommand):
         if options["history"] is not None:
             self._history(options["history"], speed=options["speed"])
             return
+        # One line per request drowns the story the simulator tells.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         simulation = Simulation(
             base_url=options["base_url"],
             riders=options["riders"],
