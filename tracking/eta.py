@@ -7,10 +7,11 @@ the unit tests.
 The model
 ---------
 - **Travel** is a *pace* in seconds per metre of straight-line distance to
-  the door (to the edge of `ARRIVAL_RADIUS_M` around it), learned per (local hour of day, distance band) from every point
-  of every completed track: (time from that point to arrival) / (distance
-  left). Straight-line pace folds the street network's detour factor, traffic
-  and lights into one number. Cells with too few samples fall back to the
+  the door (to the edge of `ARRIVAL_RADIUS_M` around it), learned per
+  (local hour of day, distance band) from every point of every completed
+  track: (time from that point to arrival) / (distance left). Straight-line
+  pace folds the street network's detour factor, traffic and lights into
+  one number. Cells with too few samples fall back to the
   band across all hours, then to all samples, then to `DEFAULT_PACE_S_PER_M`.
 - **Warehouse** phases (queue before picking, picking, packing, waiting for
   dispatch) are medians of the observed durations.

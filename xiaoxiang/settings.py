@@ -272,7 +272,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+        # One line per task run (many per GPS point) buries everything else.
+        "celery.app.trace": {"level": "WARNING"},
+    },
 }
 
 # --- Realtime sockets (defaults and meaning: tracking/conf.py) ----------------
