@@ -14,7 +14,9 @@ from django.utils import timezone
 
 from orders.models import Order
 from tests.api.conftest import bearer, db_counts, point, rider_state, track
+from tracking.api.serializers import LocationPointInputSerializer, location_point_parse
 from tracking.models import EventKind, TrackingEvent
+from tracking.services import location_max_future
 
 pytestmark = pytest.mark.django_db
 
@@ -263,3 +265,19 @@ def test_concurrent_retries_of_one_batch_store_each_point_once(daphne_server, ri
     assert sum(result["duplicates"] for result in results) == 50 * 7
     assert len(_locations(order)) == 50
     assert sorted(event.version for event in _locations(order)) == list(range(order.version + 1, order.version + 51))
+
+
+@pytest.mark.parametrize("case", range(21))
+def test_the_documented_serializer_and_the_fast_validator_agree(case):
+    now = timezone.now()
+    name, bad, field = _bad_points(now)[case]
+    serializer = LocationPointInputSerializer(data=bad)
+
+    point, errors = location_point_parse(bad, latest=now + location_max_future())
+
+    if name == "older than the order":  # only the service knows the order
+        assert serializer.is_valid() and point is not None
+        return
+    assert not serializer.is_valid(), name
+    assert point is None, name
+    assert set(errors) == set(serializer.errors) == {field}, name

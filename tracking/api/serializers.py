@@ -1,6 +1,7 @@
 """Input and output shapes of the tracking API: rider GPS batches and the GeoJSON trajectory."""
 
 import datetime as dt
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -42,9 +43,14 @@ class AwareDateTimeField(serializers.DateTimeField):
         return parsed
 
 
+CLIENT_ID_MAX_LENGTH = 64
+
+
 class LocationPointInputSerializer(serializers.Serializer):
+    """One GPS point; documents the rules that location_point_parse applies."""
+
     client_id = serializers.CharField(
-        max_length=64, help_text="The rider app's id for this point; re-uploads are no-ops."
+        max_length=CLIENT_ID_MAX_LENGTH, help_text="The rider app's id for this point; re-uploads are no-ops."
     )
     lat = StrictFloatField(min_value=-90, max_value=90)
     lon = StrictFloatField(min_value=-180, max_value=180)
@@ -76,6 +82,75 @@ class IngestResultSerializer(serializers.Serializer):
     rejected = RejectedPointSerializer(many=True)
 
 
+_REQUIRED_NUMBERS = (("lat", -90.0, 90.0), ("lon", -180.0, 180.0))
+_OPTIONAL_NUMBERS = (("accuracy", 0.0, None), ("speed", 0.0, None), ("heading", 0.0, 360.0))
+
+
+def _finite_number(value: Any, low: float, high: float | None) -> tuple[float | None, str | None]:
+    """(number, None) or (None, error): a JSON number only (not a boolean or a string), finite, in range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, "A number is required."
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None, "Must be a finite number."
+    if not math.isfinite(number):
+        return None, "Must be a finite number."
+    if number < low or (high is not None and number > high):
+        return None, f"Must be between {low:g} and {high:g}." if high is not None else f"Must be at least {low:g}."
+    return number, None
+
+
+def location_point_parse(item: Any, *, latest: dt.datetime) -> tuple[LocationPoint | None, dict[str, list[str]]]:
+    """Validate one point of a batch: (point, {}) or (None, errors by field).
+
+    The rules of LocationPointInputSerializer, as a plain function: a batch
+    has up to 500 points and this is about ten times faster than running a
+    DRF serializer per point. `latest` is the newest device time accepted.
+    """
+    if not isinstance(item, dict):
+        return None, {"non_field_errors": ["Expected an object."]}
+    errors: dict[str, list[str]] = {}
+    values: dict[str, Any] = {}
+
+    client_id = item.get("client_id")
+    if isinstance(client_id, int) and not isinstance(client_id, bool):
+        client_id = str(client_id)
+    client_id = client_id.strip() if isinstance(client_id, str) else ""
+    if not client_id:
+        errors["client_id"] = ["Required: a non-empty string."]
+    elif len(client_id) > CLIENT_ID_MAX_LENGTH:
+        errors["client_id"] = [f"At most {CLIENT_ID_MAX_LENGTH} characters."]
+    values["client_id"] = client_id
+
+    for name, low, high in _REQUIRED_NUMBERS + _OPTIONAL_NUMBERS:
+        value = item.get(name)
+        if value is None:
+            if (name, low, high) in _REQUIRED_NUMBERS:
+                errors[name] = ["This field is required."]
+            continue
+        values[name], error = _finite_number(value, low, high)
+        if error:
+            errors[name] = [error]
+
+    recorded_at = item.get("recorded_at")
+    try:
+        parsed = parse_datetime(recorded_at.strip()) if isinstance(recorded_at, str) else None
+    except ValueError:  # well-formed but impossible, e.g. month 13
+        parsed = None
+    if parsed is None:
+        errors["recorded_at"] = [AwareDateTimeField.default_error_messages["invalid"]]
+    elif timezone.is_naive(parsed):
+        errors["recorded_at"] = [AwareDateTimeField.default_error_messages["naive"]]
+    elif parsed > latest:
+        errors["recorded_at"] = [f"More than {settings.LOCATION_MAX_FUTURE_SECONDS} seconds in the future."]
+    values["recorded_at"] = parsed
+
+    if errors:
+        return None, errors
+    return LocationPoint(**values), {}
+
+
 def location_batch_parse(data: Any) -> tuple[list[tuple[int, LocationPoint]], list[dict[str, Any]]]:
     """Split a request body into valid (index, point) pairs and rejected points with their errors.
 
@@ -85,18 +160,15 @@ def location_batch_parse(data: Any) -> tuple[list[tuple[int, LocationPoint]], li
     points = data.get("points") if isinstance(data, dict) else None
     if not isinstance(points, list) or not 1 <= len(points) <= limit:
         raise ValidationError({"points": [f"Expected a list of 1 to {limit} points."]})
-    # One serializer for every point, as DRF's ListSerializer does: a batch is up to 500 of them.
-    child = LocationPointInputSerializer()
+    latest = timezone.now() + location_max_future()
     valid: list[tuple[int, LocationPoint]] = []
     rejected: list[dict[str, Any]] = []
     for index, item in enumerate(points):
-        try:
-            point = child.run_validation(item)
-        except ValidationError as exc:
-            errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        point, errors = location_point_parse(item, latest=latest)
+        if point is None:
             rejected.append({"index": index, "errors": errors})
-            continue
-        valid.append((index, LocationPoint(**point)))
+        else:
+            valid.append((index, point))
     return valid, rejected
 
 
