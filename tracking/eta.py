@@ -9,17 +9,19 @@ The model
 - **Travel** is a *pace* in seconds per metre of straight-line distance to
   the door (to the edge of `ARRIVAL_RADIUS_M` around it), learned per
   (local hour of day, distance band) from every point of every completed
-  track: (time from that point to arrival) / (distance left). Straight-line
+  track: (time from that point to arrival) / (distance left); each hour
+  also learns from the hours either side of it. Straight-line
   pace folds the street network's detour factor, traffic and lights into
   one number. Cells with too few samples fall back to the
-  band across all hours, then to all samples, then to `DEFAULT_PACE_S_PER_M`.
+  hour across all bands, then the band across all hours, then to all samples, then to `DEFAULT_PACE_S_PER_M`.
 - **Warehouse** phases (queue before picking, picking, packing, waiting for
   dispatch) are medians of the observed durations.
 - **Handover** at the door is the median time from arriving within
   `ARRIVAL_RADIUS_M` of the destination to being marked delivered.
 
 Documented defaults (used with fewer than `MIN_DELIVERIES` deliveries, or
-for a cell with fewer than `MIN_CELL_SAMPLES` samples): riders make 12 km/h
+for a cell with fewer than `MIN_CELL_SAMPLES` samples from
+`MIN_CELL_DELIVERIES` deliveries): riders make 12 km/h
 as the crow flies (about 15 km/h along streets), the warehouse takes 1 min to
 start picking, 5 min to pick, 2 min to pack and 1.5 min to hand over to a
 rider, and the door handover takes 1.5 min.
@@ -40,6 +42,7 @@ ARRIVAL_RADIUS_M = 60.0
 DISTANCE_BAND_EDGES_M = (500.0, 1500.0, 3000.0)
 MIN_DELIVERIES = 5
 MIN_CELL_SAMPLES = 20
+MIN_CELL_DELIVERIES = 4
 MIN_PHASE_SAMPLES = 5
 # Never promise less than this: even a rider at the door needs a moment.
 MIN_REMAINING_SECONDS = 30.0
@@ -122,13 +125,17 @@ def _cell_key(hour: int, band: int) -> str:
     return f"h{hour}:b{band}"
 
 
+def _hour_key(hour: int) -> str:
+    return f"h{hour}"
+
+
 def _band_key(band: int) -> str:
     return f"b{band}"
 
 
 def pace_for(params: EtaParams, *, hour: int, band: int) -> float:
     """Seconds per straight-line metre: the most specific cell that was learned."""
-    for key in (_cell_key(hour, band), _band_key(band), "all"):
+    for key in (_cell_key(hour, band), _hour_key(hour), _band_key(band), "all"):
         if key in params.pace_s_per_m:
             return params.pace_s_per_m[key]
     return DEFAULT_PACE_S_PER_M
@@ -182,9 +189,11 @@ def eta_fit(deliveries: Iterable[Delivery], *, tz: dt.tzinfo) -> EtaParams:
     cells: dict[str, list[float]] = defaultdict(list)
     bands: dict[str, list[float]] = defaultdict(list)
     every: list[float] = []
+    # Which deliveries fed each cell: one ride's points are not independent.
+    sources: dict[str, set[int]] = defaultdict(set)
     phases: dict[str, list[float]] = defaultdict(list)
     handovers: list[float] = []
-    for delivery in deliveries:
+    for number, delivery in enumerate(deliveries):
         for phase, seconds in _phase_durations(delivery).items():
             phases[phase].append(seconds)
         arrived = arrival_at(delivery)
@@ -199,13 +208,24 @@ def eta_fit(deliveries: Iterable[Delivery], *, tz: dt.tzinfo) -> EtaParams:
             if distance <= ARRIVAL_RADIUS_M:
                 continue
             pace = (arrived - point.recorded_at).total_seconds() / (distance - ARRIVAL_RADIUS_M)
-            cells[_cell_key(local_hour(point.recorded_at, tz), distance_band(distance))].append(pace)
-            bands[_band_key(distance_band(distance))].append(pace)
+            band = distance_band(distance)
+            hour = local_hour(point.recorded_at, tz)
+            # Each hour's cell also learns from the hours beside it: traffic
+            # changes gradually, and it triples the data of every cell.
+            for neighbour in (hour - 1, hour, hour + 1):
+                key = _cell_key(neighbour % 24, band)
+                cells[key].append(pace)
+                sources[key].add(number)
+                cells[_hour_key(neighbour % 24)].append(pace)
+                sources[_hour_key(neighbour % 24)].add(number)
+            bands[_band_key(band)].append(pace)
+            sources[_band_key(band)].add(number)
             every.append(pace)
+    sources["all"] = set(range(len(deliveries)))
 
     for group in (cells, bands, {"all": every}):
         for key, values in group.items():
-            if len(values) >= MIN_CELL_SAMPLES:
+            if len(values) >= MIN_CELL_SAMPLES and len(sources[key]) >= MIN_CELL_DELIVERIES:
                 params.pace_s_per_m[key] = round(_median(values), 5)
     for phase, values in phases.items():
         if len(values) >= MIN_PHASE_SAMPLES:

@@ -71,15 +71,18 @@ def test_a_straight_run_is_predicted_within_seconds_mid_ride():
 
 
 def test_pace_is_learned_per_hour_of_day():
-    rush = history(10, speed_mps=2.5, start=dt.datetime(2026, 11, 20, 0, 30, tzinfo=dt.UTC))  # 08:30 local
-    night = history(10, speed_mps=6.0, start=dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC))  # 23:00 local
-    rush = [d for d in rush if d.dispatched_at.astimezone(SHANGHAI).hour == 8]
-    night = [d for d in night if d.dispatched_at.astimezone(SHANGHAI).hour == 23]
-    params = eta.eta_fit(rush * 3 + night * 3, tz=SHANGHAI)
+    def daily(count: int, *, speed_mps: float, start: dt.datetime):
+        return [straight_delivery(start + dt.timedelta(days=day), speed_mps=speed_mps) for day in range(count)]
+
+    rush = daily(5, speed_mps=2.5, start=dt.datetime(2026, 11, 20, 0, 30, tzinfo=dt.UTC))  # 08:30 local
+    night = daily(5, speed_mps=6.0, start=dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC))  # 23:00 local
+    params = eta.eta_fit(rush + night, tz=SHANGHAI)
 
     band = eta.distance_band(1000)
     assert eta.pace_for(params, hour=8, band=band) == pytest.approx(1 / 2.5, rel=0.05)
     assert eta.pace_for(params, hour=23, band=band) == pytest.approx(1 / 6.0, rel=0.05)
+    # An hour with no rides of its own borrows from the hour beside it.
+    assert eta.pace_for(params, hour=9, band=band) == eta.pace_for(params, hour=8, band=band)
 
 
 def test_paid_order_includes_the_rest_of_the_warehouse_time():
