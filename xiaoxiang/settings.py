@@ -121,7 +121,10 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 reads with a 5 s socket timeout, the same as
+                # channels-redis's blocking pop: an idle receive then raises and
+                # kills the consumer (1011) or the long-poll (500). Wait longer.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
                 # A socket that falls this far behind drops messages; the
                 # heartbeat and resync bring it back to the database state.
                 "capacity": env_int("CHANNEL_CAPACITY", 1000),
