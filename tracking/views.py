@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from orders.models import OrderStatus
+from orders.models import OrderStatus, Warehouse
 from orders.selectors import orders_of_rider
 from tracking.models import Alert, Rider
 
@@ -100,6 +100,13 @@ def ops_alerts_open() -> list[dict[str, Any]]:
     return rows
 
 
+def ops_warehouses() -> list[dict[str, Any]]:
+    return [
+        {"id": place.pk, "name": place.name, "lat": float(place.latitude), "lon": float(place.longitude)}
+        for place in Warehouse.objects.filter(active=True)
+    ]
+
+
 @staff_member_required
 def ops_map(request: HttpRequest) -> HttpResponse:
     config = {
@@ -113,7 +120,7 @@ def ops_map(request: HttpRequest) -> HttpResponse:
 @require_GET
 @staff_json
 def ops_state(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"riders": ops_riders_active(), "alerts": ops_alerts_open()})
+    return JsonResponse({"riders": ops_riders_active(), "alerts": ops_alerts_open(), "warehouses": ops_warehouses()})
 
 
 @require_GET

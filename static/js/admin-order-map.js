@@ -69,7 +69,7 @@ async function main() {
       .bindTooltip(`${entryLabel(event)} · ${formatDateTime(event.time)}`)
       .addTo(map);
   }
-  fitTo(map, [...fixed, ...latLngs]);
+  fitTo(map, [...fixed, ...latLngs], { bottom: latLngs.length > 1 ? 100 : 40 });
 
   const renderTimeline = (replayTime) => {
     const steps = trajectory.events;

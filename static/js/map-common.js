@@ -154,7 +154,7 @@ export function createMap(element, { tileUrl = "", center = [31.2, 121.45], zoom
 }
 
 // Pins stand above their point, so the top keeps more room than the other sides.
-export function fitTo(map, latLngs, { padding = null, maxZoom = 16 } = {}) {
+export function fitTo(map, latLngs, { padding = null, bottom = 40, maxZoom = 16 } = {}) {
   const points = latLngs.filter((point) => point && Number.isFinite(point[0]) && Number.isFinite(point[1]));
   if (points.length === 0) return;
   if (points.length === 1) {
@@ -163,7 +163,7 @@ export function fitTo(map, latLngs, { padding = null, maxZoom = 16 } = {}) {
   }
   const options = padding
     ? { padding, maxZoom }
-    : { paddingTopLeft: [40, 64], paddingBottomRight: [40, 40], maxZoom };
+    : { paddingTopLeft: [40, 64], paddingBottomRight: [40, bottom], maxZoom };
   map.fitBounds(L.latLngBounds(points), options);
 }
 

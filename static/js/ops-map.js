@@ -15,6 +15,7 @@ import {
   fitTo,
   formatDateTime,
   formatTime,
+  icons,
   readJson,
   wsUrl,
 } from "./map-common.js";
@@ -61,6 +62,8 @@ class OpsMap {
     this.watchdog = null;
     this.refreshTimer = null;
     this.alertLayer = L.layerGroup().addTo(this.map);
+    this.warehouseLayer = L.layerGroup().addTo(this.map);
+    this.warehouseKey = "";
     this.indicator = document.getElementById("conn-indicator");
   }
 
@@ -96,9 +99,11 @@ class OpsMap {
         }
       }
       this.replaceAlerts(state.alerts || []);
+      this.drawWarehouses(state.warehouses || []);
       if (!this.fitted) {
         const points = [...this.riders.values()].map((entry) => [entry.data.lat, entry.data.lon]);
         for (const entry of this.alerts.values()) points.push([entry.data.lat, entry.data.lon]);
+        for (const warehouse of state.warehouses || []) points.push([warehouse.lat, warehouse.lon]);
         fitTo(this.map, points, { maxZoom: 15 });
         this.fitted = points.length > 0;
       }
@@ -107,6 +112,19 @@ class OpsMap {
     }
     const delay = this.mode === "live" ? STATE_REFRESH_MS : STATE_REFRESH_OFFLINE_MS;
     this.refreshTimer = setTimeout(() => this.refreshState(), delay);
+  }
+
+  drawWarehouses(warehouses) {
+    const key = JSON.stringify(warehouses);
+    if (key === this.warehouseKey) return;
+    this.warehouseKey = key;
+    this.warehouseLayer.clearLayers();
+    for (const warehouse of warehouses) {
+      if (!finite(warehouse.lat) || !finite(warehouse.lon)) continue;
+      L.marker([Number(warehouse.lat), Number(warehouse.lon)], { icon: icons.warehouse(), title: warehouse.name, zIndexOffset: -100 })
+        .bindPopup(escapeHtml(warehouse.name))
+        .addTo(this.warehouseLayer);
+    }
   }
 
   riderHasAlert(id) {
@@ -231,6 +249,7 @@ class OpsMap {
     document.getElementById("stat-riders").textContent = String(riders.filter((e) => e.data.online !== false).length);
     document.getElementById("stat-delivering").textContent = String(riders.filter((e) => Number(e.data.delivering) > 0).length);
     document.getElementById("stat-alerts").textContent = String(this.alerts.size);
+    document.getElementById("stat-alerts").parentElement.classList.toggle("is-alert", this.alerts.size > 0);
   }
 
   async selectRider(id) {

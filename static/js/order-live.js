@@ -30,11 +30,20 @@ import { TrajectoryReplay } from "./replay.js";
 
 const L = window.L;
 
-const HEARTBEAT_TIMEOUT_MS = 45000; // the server beats every 20 s
-const WS_FAILURES_BEFORE_POLLING = 3;
-const POLL_TIMEOUT_S = 25;
-const RESYNC_WAIT_MS = 4000;
-const UPGRADE_RETRY = { baseMs: 15000, maxMs: 60000 };
+// Timings; window.xiaoxiangLiveTuning (set before this module runs) may override them, e.g. in tests.
+const TUNING = {
+  heartbeatTimeoutMs: 45000, // the server beats every 20 s
+  wsFailuresBeforePolling: 3,
+  pollTimeoutSeconds: 25,
+  resyncWaitMs: 4000,
+  upgradeRetry: { baseMs: 15000, maxMs: 60000 },
+  ...(window.xiaoxiangLiveTuning || {}),
+};
+const HEARTBEAT_TIMEOUT_MS = TUNING.heartbeatTimeoutMs;
+const WS_FAILURES_BEFORE_POLLING = TUNING.wsFailuresBeforePolling;
+const POLL_TIMEOUT_S = TUNING.pollTimeoutSeconds;
+const RESYNC_WAIT_MS = TUNING.resyncWaitMs;
+const UPGRADE_RETRY = TUNING.upgradeRetry;
 const TERMINAL_CLOSE_CODES = new Set([4403, 4404]);
 
 const CONNECTION_LABELS = {
@@ -135,9 +144,11 @@ class OrderView {
     const time = parseTime(eta);
     if (!time) return;
     const last = this.etaHistory[this.etaHistory.length - 1];
-    if (last && Math.abs(last.getTime() - time.getTime()) < 30000) return; // same minute: not a change worth showing
-    this.etaHistory.push(time);
-    if (this.etaHistory.length > 6) this.etaHistory.shift();
+    if (last && last.getTime() === time.getTime()) return;
+    // The customer reads minutes: a move within the same minute is not a change.
+    if (last && formatTime(last) === formatTime(time)) this.etaHistory[this.etaHistory.length - 1] = time;
+    else this.etaHistory.push(time);
+    if (this.etaHistory.length > 5) this.etaHistory.shift();
   }
 
   renderEta(snapshot) {
@@ -167,7 +178,8 @@ class OrderView {
     main.replaceChildren("预计 ", el("strong", { text: formatTime(eta) }), ` 送达 · 约 ${minutes} 分钟`);
     const previous = this.etaHistory[this.etaHistory.length - 2];
     if (previous) {
-      const delta = Math.round((eta.getTime() - previous.getTime()) / 60000);
+      const minuteOf = (time) => Math.floor(time.getTime() / 60000);
+      const delta = minuteOf(eta) - minuteOf(previous);
       if (delta !== 0) {
         const trail = this.etaHistory.map((time) => formatTime(time)).join(" → ");
         change.textContent = `${delta > 0 ? `比之前预计晚 ${delta} 分钟` : `比之前预计早 ${-delta} 分钟`}（${trail}）`;
@@ -356,7 +368,8 @@ class OrderView {
       });
       this.replay.load(trajectory);
       offer.hidden = true;
-      fitTo(this.map, [...this.fixedPoints, ...trajectory.path.map((p) => [p.lat, p.lon])]);
+      // Leave room for the replay controls at the bottom of the map.
+      fitTo(this.map, [...this.fixedPoints, ...trajectory.path.map((p) => [p.lat, p.lon])], { bottom: 100 });
       this.replay.play();
     } catch (error) {
       offer.disabled = false;

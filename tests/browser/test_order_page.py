@@ -192,3 +192,37 @@ def test_order_page_resyncs_when_it_misses_an_event(daphne_server, open_page, ri
     assert {"type": "resync", "since_version": dropped[0] - 1} in sent
     assert page.evaluate("window.orderLive.version") == dropped[0] + 1
     assert page.evaluate("window.orderLive.pathLength()") >= 2
+
+
+def test_order_page_treats_a_silent_socket_as_dead_and_reconnects(daphne_server, open_page, rider_app, make_order):
+    order = in_thread(make_order, "delivering")
+    watch = open_page(PHONE)
+    page = watch.page
+    # 2 s of silence instead of 45 s, so the test does not wait for real heartbeats.
+    page.add_init_script("window.xiaoxiangLiveTuning = {heartbeatTimeoutMs: 2000}")
+    sockets: list[str] = []
+
+    def route(ws) -> None:
+        sockets.append(ws.url)
+        server = ws.connect_to_server()
+        if len(sockets) == 1:
+            # The first socket goes half-open after its snapshot: nothing reaches the page any more.
+            delivered: list[str] = []
+
+            def to_page(message: str) -> None:
+                if not delivered:
+                    delivered.append(message)
+                    ws.send(message)
+
+            server.on_message(to_page)
+
+    page.route_web_socket(re.compile(r".*/ws/.*"), route)
+    log_in(watch, daphne_server.url, "alice", next_path=f"/orders/{order.id}/")
+    page.wait_for_function("window.orderLive && window.orderLive.mode === 'live'", timeout=WAIT_MS)
+    rider_app("rita").report(*NEAR_WAREHOUSE)  # swallowed by the half-open socket
+
+    page.wait_for_function("window.orderLive.mode === 'reconnecting'", timeout=WAIT_MS)
+    expect(page.locator("#conn-indicator")).to_contain_text("重连中")
+    page.wait_for_function("window.orderLive.mode === 'live'", timeout=WAIT_MS)
+    wait_rider_at(page, NEAR_WAREHOUSE)  # the new socket's snapshot caught up
+    assert len(sockets) == 2

@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import DESKTOP, in_thread, log_in
+from tests.browser.conftest import DESKTOP, PHONE, in_thread, log_in
 from tests.conftest import make_user
 from tracking.models import Alert, AlertKind
 
@@ -44,6 +44,9 @@ def test_ops_map_moves_riders_live_and_lists_alerts(daphne_server, open_page, ri
     expect(page.locator("#rider-orders")).to_contain_text(order.id[:8])
     expect(page.locator("#rider-orders")).to_contain_text("配送中")
     watch.screenshot("ops-map-desktop")
+    page.set_viewport_size(PHONE)
+    watch.screenshot("ops-map-phone", full_page=True)
+    page.set_viewport_size(DESKTOP)
 
     page.goto(f"{daphne_server.url}/admin/orders/order/{order.id}/change/")
     expect(page.locator("#track-summary")).to_contain_text("轨迹点 2 个", timeout=WAIT_MS)
