@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from orders.models import Order
 from tests.browser.conftest import DESKTOP, PHONE, in_thread, log_in
+from tests.live import free_port
 from tracking.models import EventKind, OperatorType
 from tracking.services import tracking_event_record
 
@@ -226,3 +227,33 @@ def test_order_page_treats_a_silent_socket_as_dead_and_reconnects(daphne_server,
     page.wait_for_function("window.orderLive.mode === 'live'", timeout=WAIT_MS)
     wait_rider_at(page, NEAR_WAREHOUSE)  # the new socket's snapshot caught up
     assert len(sockets) == 2
+
+
+def test_map_draws_markers_and_path_when_tiles_are_unreachable(daphne_server, open_page, rider_app, make_order):
+    order = in_thread(make_order, "delivering")
+    rider_app("rita").report(*NEAR_WAREHOUSE)
+    watch = open_page(PHONE)
+    page = watch.page
+    dead_port = free_port()  # nothing listens there
+
+    def with_dead_tile_server(route) -> None:
+        # As if MAP_TILE_URL named a tile server that cannot be reached.
+        response = route.fetch()
+        body = response.text().replace(
+            '"tileUrl": ""', f'"tileUrl": "http://127.0.0.1:{dead_port}/{{z}}/{{x}}/{{y}}.png"'
+        )
+        route.fulfill(response=response, body=body)
+
+    log_in(watch, daphne_server.url, "alice")
+    page.route(f"**/orders/{order.id}/", with_dead_tile_server)
+    page.goto(f"{daphne_server.url}/orders/{order.id}/")
+    expect(page.locator("#order-map")).to_have_class(re.compile(r"\btiles-unreachable\b"), timeout=WAIT_MS)
+    expect(page.locator("#order-map .pin-warehouse")).to_be_visible()
+    expect(page.locator("#order-map .pin-home")).to_be_visible()
+    expect(page.locator("#order-map .rider-icon")).to_be_visible()
+    expect(page.locator("#order-map path.leaflet-interactive")).to_have_count(1)  # the rider's path
+    watch.screenshot("order-no-tiles-phone")
+    # Expected here: the failed tile loads, and Chromium's local-network check refusing the socket of a
+    # document that came from route.fulfill (the page then long-polls). Nothing else may be logged.
+    expected = ("net::ERR_CONNECTION_REFUSED", "ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS")
+    watch.errors[:] = [error for error in watch.errors if not any(text in error for text in expected)]

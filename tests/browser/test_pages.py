@@ -163,3 +163,19 @@ def test_admin_index_links_the_ops_map_and_order_page_has_the_track(make_order):
     html = client.get(f"/admin/orders/order/{order.id}/change/").content.decode()
     assert f'data-order-id="{order.id}"' in html
     assert "js/admin-order-map.js" in html
+
+
+@pytest.mark.django_db
+def test_wrong_password_says_so_in_chinese(customer):
+    response = Client().post("/accounts/login/", {"username": "alice", "password": "wrong"})
+    assert response.status_code == 200
+    assert "用户名或密码不正确" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_order_page_passes_the_tile_url_to_the_map(make_order, settings):
+    settings.MAP_TILE_URL = "https://tiles.example/{z}/{x}/{y}.png"
+    order = make_order("paid")
+    html = logged_in(order.user).get(f"/orders/{order.id}/").content.decode()
+    config = json.loads(re.search(r'<script id="order-config" type="application/json">(.*?)</script>', html).group(1))
+    assert config == {"orderId": order.id, "role": "customer", "tileUrl": "https://tiles.example/{z}/{x}/{y}.png"}
