@@ -6,7 +6,7 @@ PORT ?= 8000
 PYTHON ?= python3
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format migrate seed bench clean
+.PHONY: help run test lint format migrate seed history backtest bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,13 +23,19 @@ migrate: $(VENV)/.installed ## Apply database migrations
 seed: migrate ## Load the demo data (idempotent)
 	$(PY) manage.py seed_demo
 
-run: seed ## Start the whole product (embedded default, or the production topology when DATABASE_URL/REDIS_URL are set)
+history: seed ## Write simulated delivery history if missing (idempotent) and refit the ETA model
+	$(PY) manage.py simulate --history 120 --speed $${SIM_SPEED:-3}
+
+backtest: history ## Print the ETA model's error on held-out deliveries beside the naive baseline
+	$(PY) manage.py eta_backtest
+
+run: history ## Start the whole product (embedded default, or the production topology when DATABASE_URL/REDIS_URL are set)
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Open http://127.0.0.1:$(PORT)/  (customer1 / xiaoxiang-demo, admin / xiaoxiang-demo)"
 	@if [ -n "$$REDIS_URL" ]; then \
-		PORT=$(PORT) $(VENV)/bin/honcho -f deploy/Procfile start; \
+		PORT=$(PORT) SIM_BASE_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho -f deploy/Procfile start; \
 	else \
-		PORT=$(PORT) $(VENV)/bin/honcho -f deploy/Procfile.embedded start; \
+		PORT=$(PORT) SIM_BASE_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho -f deploy/Procfile.embedded start; \
 	fi
 
 lint: $(VENV)/.installed ## ruff check and format check

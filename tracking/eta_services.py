@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 PARAMS_CACHE_KEY = "tracking.eta.params"
 PARAMS_CACHE_SECONDS = 300
-HISTORY_LIMIT = 2000
+HISTORY_LIMIT = 1000
 FITS_KEPT = 50
 
 
@@ -47,7 +47,9 @@ def deliveries_history(*, limit: int = HISTORY_LIMIT) -> list[Delivery]:
         .order_by("order_id", "recorded_at", "version")
         .values_list("order_id", "kind", "stage", "latitude", "longitude", "recorded_at")
     )
-    for order_id, kind, stage, latitude, longitude, recorded_at in rows.iterator(chunk_size=5000):
+    # Fetched at once, not streamed: on SQLite an open cursor would hold the
+    # database's read lock, and the web process's writers, for the whole fit.
+    for order_id, kind, stage, latitude, longitude, recorded_at in list(rows):
         if kind == EventKind.STAGE:
             stage_times[order_id][stage] = recorded_at
         elif latitude is not None and longitude is not None:
@@ -66,10 +68,15 @@ def deliveries_history(*, limit: int = HISTORY_LIMIT) -> list[Delivery]:
     ]
 
 
-@transaction.atomic
 def eta_model_refit() -> EtaFit:
     """Fit the ETA model on the platform's completed deliveries and make it the current one."""
+    # The fit takes a while and needs no lock: only the write is a transaction.
     params = eta_fit(deliveries_history(), tz=local_tz())
+    return _eta_fit_store(params)
+
+
+@transaction.atomic
+def _eta_fit_store(params: EtaParams) -> EtaFit:
     fit = EtaFit.objects.create(
         fitted_at=timezone.now(), deliveries=params.deliveries, samples=params.samples, params=params.as_dict()
     )

@@ -12,6 +12,7 @@ import threading
 import time
 
 from celery import Celery
+from celery.exceptions import Retry
 
 from xiaoxiang.env import env_int
 
@@ -52,6 +53,8 @@ def _is_server_process() -> bool:
 def _embedded_loop(schedule: dict[str, dict]) -> None:
     from django.db import close_old_connections
 
+    # Task modules are imported lazily; register them before looking any up.
+    app.loader.import_default_modules()
     start = time.monotonic()
     due = {name: start + min(float(entry["schedule"]), EMBEDDED_FIRST_RUN_SECONDS) for name, entry in schedule.items()}
     due["eta-refit"] = start + EMBEDDED_FIRST_RUN_SECONDS
@@ -64,6 +67,9 @@ def _embedded_loop(schedule: dict[str, dict]) -> None:
             try:
                 # apply(): run here and now, whatever the broker settings say.
                 app.tasks[entry["task"]].apply(throw=True)
+            except Retry as retry:
+                # A transient error (SQLite busy, say): the next round runs it again.
+                logger.warning("embedded periodic job %s will run again: %s", name, retry)
             except Exception:
                 logger.exception("embedded periodic job %s failed", name)
             finally:
