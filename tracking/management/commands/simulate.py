@@ -284,6 +284,15 @@ class Command(BaseCommand):
         parser.add_argument("--detour-chance", type=float, default=Incidents.detour_chance)
         parser.add_argument("--offline-chance", type=float, default=Incidents.offline_chance)
         parser.add_argument(
+            "--stall-seconds", type=float, default=Incidents.stall_seconds, help="wall-clock length of a stall"
+        )
+        parser.add_argument(
+            "--offline-seconds",
+            type=float,
+            default=Incidents.offline_seconds[1],
+            help="longest offline gap, wall-clock (gaps are 1/5 to all of it)",
+        )
+        parser.add_argument(
             "--history",
             type=int,
             default=None,
@@ -310,6 +319,8 @@ class Command(BaseCommand):
                 stall_chance=options["stall_chance"],
                 detour_chance=options["detour_chance"],
                 offline_chance=options["offline_chance"],
+                stall_seconds=options["stall_seconds"],
+                offline_seconds=(options["offline_seconds"] / 5, options["offline_seconds"]),
             ),
             seed=options["seed"],
             log=lambda line: self.stdout.write(line),
