@@ -89,7 +89,7 @@ class OrderView {
     const warehouse = latLngOf(snapshot.warehouse);
     if (warehouse) {
       L.marker(warehouse, { icon: icons.warehouse(), title: "仓库", keyboard: false })
-        .bindPopup(`<strong>${snapshot.warehouse.name}</strong><br>发货仓库`)
+        .bindPopup(el("div", {}, el("strong", { text: snapshot.warehouse.name }), el("br"), "发货仓库"))
         .addTo(this.map);
     }
     const home = latLngOf(snapshot.delivery);
@@ -119,6 +119,12 @@ class OrderView {
     const total = document.getElementById("order-total");
     if (snapshot.total_amount) total.textContent = `¥${snapshot.total_amount}`;
     document.getElementById("replay-offer").hidden = status !== STATUS.COMPLETED || Boolean(this.replay);
+    const customer = this.role === "customer";
+    const canPay = customer && status === STATUS.PENDING;
+    const canCancel = (customer || this.role === "staff") && (status === STATUS.PENDING || status === STATUS.PAID);
+    document.getElementById("action-pay").hidden = !canPay;
+    document.getElementById("action-cancel").hidden = !canCancel;
+    document.getElementById("order-actions").hidden = !canPay && !canCancel;
     if (status !== STATUS.DELIVERING && status !== STATUS.COMPLETED && this.riderMarker) {
       this.riderMarker.marker.remove();
       this.riderMarker = null;
@@ -165,8 +171,14 @@ class OrderView {
       main.textContent = delivered ? `${formatDateTime(delivered.time)} 已送达` : "已送达";
       return;
     }
-    if (status === STATUS.CANCELLED || status === STATUS.PENDING) {
-      main.textContent = status === STATUS.PENDING ? "支付后开始备货" : "";
+    if (status === STATUS.CANCELLED) {
+      const paid = (snapshot.timeline || []).some((entry) => Number(entry.status) === STATUS.PAID);
+      main.textContent = paid ? "款项将原路退回，预计 1–3 个工作日到账" : "";
+      promised.textContent = "";
+      return;
+    }
+    if (status === STATUS.PENDING) {
+      main.textContent = "支付后仓库立即开始备货";
       return;
     }
     if (!eta) {
@@ -283,7 +295,11 @@ class OrderView {
 
   setConnection(state) {
     this.connection.dataset.state = state;
-    this.connection.querySelector(".conn-label").textContent = CONNECTION_LABELS[state] || state;
+    const label = this.connection.querySelector(".conn-label");
+    if (state === "login") {
+      const next = encodeURIComponent(window.location.pathname);
+      label.replaceChildren(el("a", { href: `/accounts/login/?next=${next}`, text: CONNECTION_LABELS.login }));
+    } else label.textContent = CONNECTION_LABELS[state] || state;
     this.connection.title =
       state === "polling" ? "实时连接不可用，正在通过轮询更新" : state === "live" ? "实时推送中" : "";
   }
@@ -406,6 +422,10 @@ class OrderLive {
   }
 
   start() {
+    document.getElementById("action-pay").addEventListener("click", () => this.act("pay"));
+    document.getElementById("action-cancel").addEventListener("click", () => {
+      if (window.confirm("确定要取消这个订单吗？")) this.act("cancel");
+    });
     this.loadHistory();
     this.connect();
     // "About N minutes" goes stale on its own.
@@ -437,6 +457,28 @@ class OrderLive {
       this.view.riderPosition(this.snapshot);
     } catch (error) {
       console.warn("trajectory unavailable", error);
+    }
+  }
+
+  // Pay (simulated) or cancel through the REST API; the answer is the updated snapshot.
+  async act(action) {
+    const error = document.getElementById("action-error");
+    const buttons = document.querySelectorAll("#order-actions button");
+    error.hidden = true;
+    buttons.forEach((button) => (button.disabled = true));
+    try {
+      const order = await fetchJson(`/api/orders/${this.orderId}/${action}/`, {
+        method: "POST",
+        body: { expected_version: this.version },
+      });
+      if (Number(order.version) >= this.version) this.applySnapshot(order, order.version);
+    } catch (failure) {
+      error.textContent =
+        failure.status === 409 ? "订单状态已变化，已为您刷新。" : action === "pay" ? "支付失败，请稍后重试。" : "取消失败，请稍后重试。";
+      error.hidden = false;
+      this.refreshSnapshot().catch(() => {});
+    } finally {
+      buttons.forEach((button) => (button.disabled = false));
     }
   }
 

@@ -260,3 +260,26 @@ def test_map_draws_markers_and_path_when_tiles_are_unreachable(daphne_server, op
     # document that came from route.fulfill (the page then long-polls). Nothing else may be logged.
     expected = ("net::ERR_CONNECTION_REFUSED", "ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS")
     watch.errors[:] = [error for error in watch.errors if not any(text in error for text in expected)]
+
+
+def test_customer_pays_then_cancels_from_the_order_page(daphne_server, open_page, make_order):
+    order = in_thread(make_order, "pending")
+    watch = open_page(PHONE)
+    page = watch.page
+    log_in(watch, daphne_server.url, "alice", next_path=f"/orders/{order.id}/")
+    expect(page.locator("#status-pill")).to_have_text("待支付")
+    page.wait_for_function("window.orderLive && window.orderLive.mode === 'live'", timeout=WAIT_MS)
+
+    page.click("#action-pay")
+    expect(page.locator("#status-pill")).to_have_text("仓库处理中")
+    expect(page.locator('[data-step="s2"]')).to_have_class(re.compile(r"\bis-done\b"))
+    expect(page.locator("#action-pay")).to_be_hidden()
+    assert Order.objects.get(pk=order.id).status == 2
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#action-cancel")
+    expect(page.locator("#status-pill")).to_have_text("已取消")
+    expect(page.locator('[data-step="s5"]')).to_have_class(re.compile(r"\bis-current\b"))
+    expect(page.locator("#order-actions")).to_be_hidden()
+    assert Order.objects.get(pk=order.id).status == 5
+    watch.screenshot("order-cancelled-phone", full_page=True)
