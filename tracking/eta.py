@@ -186,13 +186,13 @@ def eta_fit(deliveries: Iterable[Delivery], *, tz: dt.tzinfo) -> EtaParams:
     if len(deliveries) < MIN_DELIVERIES:
         return params
 
-    cells: dict[str, list[float]] = defaultdict(list)
-    bands: dict[str, list[float]] = defaultdict(list)
-    every: list[float] = []
-    # Which deliveries fed each cell: one ride's points are not independent.
-    sources: dict[str, set[int]] = defaultdict(set)
+    # cell -> delivery -> paces. Every delivery gets one vote per cell (the
+    # median of its own points there): a rider stalled for ten minutes posts
+    # forty points from one spot, and must not outvote forty normal rides.
+    votes: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     phases: dict[str, list[float]] = defaultdict(list)
     handovers: list[float] = []
+    samples = 0
     for number, delivery in enumerate(deliveries):
         for phase, seconds in _phase_durations(delivery).items():
             phases[phase].append(seconds)
@@ -210,29 +210,24 @@ def eta_fit(deliveries: Iterable[Delivery], *, tz: dt.tzinfo) -> EtaParams:
             pace = (arrived - point.recorded_at).total_seconds() / (distance - ARRIVAL_RADIUS_M)
             band = distance_band(distance)
             hour = local_hour(point.recorded_at, tz)
-            # Each hour's cell also learns from the hours beside it: traffic
+            # Each hour's cells also learn from the hours beside it: traffic
             # changes gradually, and it triples the data of every cell.
             for neighbour in (hour - 1, hour, hour + 1):
-                key = _cell_key(neighbour % 24, band)
-                cells[key].append(pace)
-                sources[key].add(number)
-                cells[_hour_key(neighbour % 24)].append(pace)
-                sources[_hour_key(neighbour % 24)].add(number)
-            bands[_band_key(band)].append(pace)
-            sources[_band_key(band)].add(number)
-            every.append(pace)
-    sources["all"] = set(range(len(deliveries)))
+                votes[_cell_key(neighbour % 24, band)][number].append(pace)
+                votes[_hour_key(neighbour % 24)][number].append(pace)
+            votes[_band_key(band)][number].append(pace)
+            votes["all"][number].append(pace)
+            samples += 1
 
-    for group in (cells, bands, {"all": every}):
-        for key, values in group.items():
-            if len(values) >= MIN_CELL_SAMPLES and len(sources[key]) >= MIN_CELL_DELIVERIES:
-                params.pace_s_per_m[key] = round(_median(values), 5)
+    for key, by_delivery in votes.items():
+        if sum(map(len, by_delivery.values())) >= MIN_CELL_SAMPLES and len(by_delivery) >= MIN_CELL_DELIVERIES:
+            params.pace_s_per_m[key] = round(_median([_median(paces) for paces in by_delivery.values()]), 5)
     for phase, values in phases.items():
         if len(values) >= MIN_PHASE_SAMPLES:
             params.phase_seconds[phase] = round(_median(values), 1)
     if len(handovers) >= MIN_PHASE_SAMPLES:
         params.handover_seconds = round(_median(handovers), 1)
-    params.samples = len(every)
+    params.samples = samples
     return params
 
 
