@@ -167,6 +167,20 @@ def _order_eta_store(*, order_id: str, eta: dt.datetime) -> bool:
     change = (eta - previous).total_seconds() if previous is not None else None
     if change is not None and abs(change) < jobs_setting("ETA_MIN_CHANGE_SECONDS"):
         return False
+    # What the customer was last told: the first ETA (shown on the order page)
+    # or the last one notified. Measuring from it, not from the previous
+    # event, also catches a slow drift made of many small moves.
+    told_eta = previous
+    last_event_data = (
+        TrackingEvent.objects.filter(order=order, kind=EventKind.ETA)
+        .order_by("-version")
+        .values_list("data", flat=True)
+        .first()
+    )
+    if last_event_data and last_event_data.get("told_eta"):
+        told_eta = dt.datetime.fromisoformat(last_event_data["told_eta"])
+    drift = (eta - told_eta).total_seconds() if told_eta is not None else 0.0
+    notify = abs(drift) >= jobs_setting("ETA_NOTIFY_CHANGE_SECONDS")
     order.eta = eta
     tracking_event_record(
         order=order,
@@ -176,16 +190,17 @@ def _order_eta_store(*, order_id: str, eta: dt.datetime) -> bool:
             "eta": eta.isoformat(),
             "previous_eta": previous.isoformat() if previous is not None else None,
             "change_seconds": int(change) if change is not None else None,
+            "told_eta": (eta if notify or told_eta is None else told_eta).isoformat(),
         },
     )
-    if change is not None and abs(change) >= jobs_setting("ETA_NOTIFY_CHANGE_SECONDS"):
+    if notify:
         local_eta = timezone.localtime(eta)
-        direction = "推迟" if change > 0 else "提前"
+        direction = "推迟" if drift > 0 else "提前"
         notification_send(
             user=order.user,
             kind="order.eta",
             title=f"预计送达时间{direction}至 {local_eta:%H:%M}",
-            body=f"订单 {order.pk} 的预计送达时间{direction}了约 {round(abs(change) / 60)} 分钟。",
+            body=f"订单 {order.pk} 的预计送达时间{direction}了约 {round(abs(drift) / 60)} 分钟。",
             order=order,
         )
     return True

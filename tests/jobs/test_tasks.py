@@ -53,7 +53,12 @@ def test_eta_recompute_stores_the_eta_and_records_one_eta_event(make_order, ride
     order.refresh_from_db()
     [event] = events(order, "eta")
     assert order.version == before + 1 == event.version
-    assert event.data == {"eta": order.eta.isoformat(), "previous_eta": None, "change_seconds": None}
+    assert event.data == {
+        "eta": order.eta.isoformat(),
+        "previous_eta": None,
+        "change_seconds": None,
+        "told_eta": order.eta.isoformat(),
+    }
     assert event.operator_type == 5  # system
     assert order.eta > timezone.now()
 
@@ -94,6 +99,22 @@ def test_a_small_move_is_not_recorded_and_a_big_one_notifies_the_customer(make_o
     [notification] = Notification.objects.filter(order=order, kind="order.eta")
     assert notification.user == customer
     assert notification.title.startswith("预计送达时间推迟至 ")
+    assert notification.body.endswith("推迟了约 12 分钟。")
+
+
+def test_a_slow_drift_of_small_moves_is_told_once_it_adds_up(make_order, rider):
+    order = make_order("delivering")
+    ingest(rider, [(toward_home(0.2), timezone.now())])
+    tasks.eta_recompute(order.pk)
+    first = Order.objects.get(pk=order.pk).eta
+
+    for minutes in (2, 4, 6, 8):  # every step is 2 minutes: none alone is news
+        with mock.patch("tracking.eta_services.order_eta_predict", return_value=first + dt.timedelta(minutes=minutes)):
+            tasks.eta_recompute(order.pk)
+
+    notifications = list(Notification.objects.filter(order=order, kind="order.eta"))
+    assert [n.body.endswith("推迟了约 6 分钟。") for n in notifications] == [True]
+    assert events(order, "eta")[-1].data["told_eta"] == (first + dt.timedelta(minutes=6)).isoformat()
 
 
 def test_a_paid_order_eta_includes_the_rest_of_the_warehouse_time(make_order):
