@@ -63,14 +63,24 @@ class Api:
 
     def call(self, method: str, path: str, *, expect: tuple[int, ...] = (200, 201), **kwargs: Any) -> Any:
         with self._lock:
-            for attempt in range(2):
+            for attempt in range(4):
                 if self._access is None:
                     self._login()
-                response = self._client.request(
-                    method, path, headers={"Authorization": f"Bearer {self._access}"}, **kwargs
-                )
+                try:
+                    response = self._client.request(
+                        method, path, headers={"Authorization": f"Bearer {self._access}"}, **kwargs
+                    )
+                except httpx.TransportError:
+                    if attempt == 3:
+                        raise
+                    time.sleep(1 + attempt)
+                    continue
                 if response.status_code == 401 and attempt == 0:
                     self._access = None
+                    continue
+                # Like a phone app, try a server hiccup again (points are idempotent by client_id).
+                if response.status_code >= 500 and attempt < 3:
+                    time.sleep(1 + attempt)
                     continue
                 break
         if response.status_code not in expect:
