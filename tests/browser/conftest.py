@@ -19,10 +19,6 @@ from django.db import connection
 
 from tests.conftest import IN_CI, PASSWORD
 
-# Playwright's sync API runs an event loop in this thread; the test's own ORM
-# calls are still plain synchronous code, so Django's async guard must not trip.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -37,8 +33,25 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="package")
+def allow_orm_beside_playwright() -> Iterator[None]:
+    """Playwright's sync API keeps an event loop running in this thread while it is open.
+
+    The tests' own ORM calls are plain synchronous code, so Django's async guard
+    is lifted, but only while the browser package runs: the loop and the flag
+    both end with it, and later tests see neither.
+    """
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="package")
+def browser(allow_orm_beside_playwright) -> Iterator[Any]:
     if not CHROMIUM.exists():
         if IN_CI:
             pytest.fail("CI=true and /usr/bin/chromium is missing (apt-get install chromium)")
