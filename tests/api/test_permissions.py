@@ -93,6 +93,13 @@ def test_unknown_order_is_404(api, everyone, method, path, persona):
     assert response.json() == {"detail": response.json()["detail"]}
 
 
+@pytest.mark.parametrize("order_id", ["%00", "abc", "0" * 31 + "G", "x" * 300, "%F0%9F%98%80"])
+def test_malformed_order_ids_are_404(api, customer, staff, order_id):
+    assert api(customer).get(f"/api/orders/{order_id}/").status_code == 404
+    assert api(staff).post(f"/api/orders/{order_id}/cancel/", {}, format="json").status_code == 404
+    assert api(customer).get(f"/api/orders/{order_id}/trajectory/").status_code == 404
+
+
 @pytest.mark.parametrize(
     ("persona", "expected"), [("anon", 401), ("customer", 403), ("operator", 403), ("staff", 403), ("rider", 200)]
 )

@@ -44,6 +44,9 @@ class AwareDateTimeField(serializers.DateTimeField):
 
 
 CLIENT_ID_MAX_LENGTH = 64
+# A device clock before this is broken; it also keeps far-past times (year 1) out of date arithmetic.
+EARLIEST_DEVICE_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+EARLIEST_DEVICE_TIME_ERROR = "Not a plausible device time (before 2000)."
 
 
 class LocationPointInputSerializer(serializers.Serializer):
@@ -62,6 +65,8 @@ class LocationPointInputSerializer(serializers.Serializer):
     def validate_recorded_at(self, value: dt.datetime) -> dt.datetime:
         if value > timezone.now() + location_max_future():
             raise ValidationError(f"More than {settings.LOCATION_MAX_FUTURE_SECONDS} seconds in the future.")
+        if value < EARLIEST_DEVICE_TIME:
+            raise ValidationError(EARLIEST_DEVICE_TIME_ERROR)
         return value
 
 
@@ -84,6 +89,17 @@ class IngestResultSerializer(serializers.Serializer):
 
 _REQUIRED_NUMBERS = (("lat", -90.0, 90.0), ("lon", -180.0, 180.0))
 _OPTIONAL_NUMBERS = (("accuracy", 0.0, None), ("speed", 0.0, None), ("heading", 0.0, 360.0))
+
+
+def _text_error(value: str) -> str | None:
+    """What PostgreSQL cannot store in a text column (DRF's CharField refuses the same)."""
+    if "\x00" in value:
+        return "Null characters are not allowed."
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Surrogate characters are not allowed."
+    return None
 
 
 def _finite_number(value: Any, low: float, high: float | None) -> tuple[float | None, str | None]:
@@ -121,6 +137,8 @@ def location_point_parse(item: Any, *, latest: dt.datetime) -> tuple[LocationPoi
         errors["client_id"] = ["Required: a non-empty string."]
     elif len(client_id) > CLIENT_ID_MAX_LENGTH:
         errors["client_id"] = [f"At most {CLIENT_ID_MAX_LENGTH} characters."]
+    elif error := _text_error(client_id):
+        errors["client_id"] = [error]
     values["client_id"] = client_id
 
     for name, low, high in _REQUIRED_NUMBERS + _OPTIONAL_NUMBERS:
@@ -144,6 +162,8 @@ def location_point_parse(item: Any, *, latest: dt.datetime) -> tuple[LocationPoi
         errors["recorded_at"] = [AwareDateTimeField.default_error_messages["naive"]]
     elif parsed > latest:
         errors["recorded_at"] = [f"More than {settings.LOCATION_MAX_FUTURE_SECONDS} seconds in the future."]
+    elif parsed < EARLIEST_DEVICE_TIME:
+        errors["recorded_at"] = [EARLIEST_DEVICE_TIME_ERROR]
     values["recorded_at"] = parsed
 
     if errors:
