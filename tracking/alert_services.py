@@ -17,8 +17,10 @@ from tracking.services import tracking_event_record
 
 logger = logging.getLogger(__name__)
 
-# Enough of the newest points to see a stall of several minutes at one point every 15 s.
-TRACK_WINDOW_POINTS = 60
+# The rules look at the newest points: the stall window plus a margin, and at
+# most this many (a phone may post far more often than every 15 s).
+TRACK_WINDOW_MARGIN_SECONDS = 120
+TRACK_WINDOW_MAX_POINTS = 1000
 
 
 def alert_thresholds() -> Thresholds:
@@ -34,12 +36,16 @@ def alert_thresholds() -> Thresholds:
     )
 
 
-def order_track_recent(*, order: Order) -> list[TrackPoint]:
-    """The newest points of the order's ride (device time order), oldest first."""
+def order_track_recent(*, order: Order, window_seconds: float) -> list[TrackPoint]:
+    """The ride's points of the last `window_seconds` before its newest point, oldest first."""
+    ride = TrackingEvent.objects.filter(order=order, kind=EventKind.LOCATION, recorded_at__gte=order.dispatched_at)
+    newest = ride.order_by("-recorded_at").values_list("recorded_at", flat=True).first()
+    if newest is None:
+        return []
     rows = (
-        TrackingEvent.objects.filter(order=order, kind=EventKind.LOCATION, recorded_at__gte=order.dispatched_at)
+        ride.filter(recorded_at__gte=newest - dt.timedelta(seconds=window_seconds))
         .order_by("-recorded_at", "-version")
-        .values_list("latitude", "longitude", "recorded_at")[:TRACK_WINDOW_POINTS]
+        .values_list("latitude", "longitude", "recorded_at")[:TRACK_WINDOW_MAX_POINTS]
     )
     return [TrackPoint(float(lat), float(lon), recorded_at) for lat, lon, recorded_at in reversed(rows)]
 
@@ -54,7 +60,7 @@ def order_findings(*, order: Order, now: dt.datetime) -> list[Finding]:
         return [Finding(kind, False) for kind in AlertKind.values]
     destination = (float(order.delivery_lat), float(order.delivery_lon))
     warehouse = (float(order.warehouse.latitude), float(order.warehouse.longitude))
-    track = order_track_recent(order=order)
+    track = order_track_recent(order=order, window_seconds=thresholds.stall_seconds + TRACK_WINDOW_MARGIN_SECONDS)
     last_seen_at = Rider.objects.filter(user_id=order.rider_id).values_list("last_seen_at", flat=True).first()
     # Silence counts from dispatch: a rider last heard before the order existed is not offline yet.
     last_heard_at = max(filter(None, [last_seen_at, order.dispatched_at]), default=None)

@@ -210,6 +210,15 @@ def test_a_stalled_rider_raises_one_stall_alert_with_an_event_and_a_live_push(ma
     publish.assert_called_once_with(alert)
 
 
+def test_a_stall_is_seen_however_often_the_phone_posts(make_order, rider):
+    order = backdate(make_order("delivering"), minutes=15)
+    spot = toward_home(0.3)
+    # A point every 3 seconds for 5 minutes: 100 points, all in one spot.
+    ingest(rider, [(spot, minutes_ago(5 - step / 20)) for step in range(101)])
+
+    assert tasks.alerts_evaluate(order.pk) == {"stall": "opened"}
+
+
 def test_evaluating_again_does_not_raise_it_twice(make_order, rider):
     order = backdate(make_order("delivering"), minutes=15)
     stalled(rider, order, minutes=5)
