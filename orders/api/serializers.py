@@ -10,6 +10,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
 from orders.models import Order, Stage
+from orders.services import MAX_QUANTITY
 from xiaoxiang.api import StrictFloatField
 
 
@@ -64,7 +65,7 @@ class ProductSerializer(serializers.Serializer):
 
 class OrderItemInputSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=32)
-    quantity = serializers.IntegerField(min_value=1, max_value=99)
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
 class OrderCreateInputSerializer(serializers.Serializer):
