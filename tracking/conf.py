@@ -22,6 +22,8 @@ DEFAULTS = {
     # GET /poll/: default and maximum wait.
     "POLL_DEFAULT_TIMEOUT_SECONDS": 25.0,
     "POLL_MAX_TIMEOUT_SECONDS": 30.0,
+    # While waiting, a poll glances at the cached order version this often (no database).
+    "POLL_RECHECK_SECONDS": 2.0,
 }
 
 

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth.models import AbstractBaseUser
@@ -22,6 +23,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
 from orders.errors import NotFound
+from orders.models import Order
 from orders.selectors import order_get_for_user, order_snapshot, snapshot_for_role, viewer_role
 from tracking import realtime
 from tracking.conf import connection_slot_ttl, realtime_setting
@@ -39,6 +41,17 @@ def _user_from_token(token: str) -> tuple[AbstractBaseUser, float]:
     validated = AccessToken(token)
     user = JWTAuthentication().get_user(validated)
     return user, float(validated["exp"])
+
+
+def _hints(method):
+    # Cache reads only (Redis): off the shared database thread as well.
+    return sync_to_async(method, thread_sensitive=False)
+
+
+def _slots(method):
+    # Redis only, no database: off the shared database thread, so slot
+    # bookkeeping never queues behind other sockets' queries.
+    return sync_to_async(method, thread_sensitive=False)
 
 
 class MessageBucket:
@@ -95,7 +108,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         for group in getattr(self, "joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
         for scope in getattr(self, "slots", []):
-            await database_sync_to_async(realtime.connection_slots.release)(scope=scope, member=self.channel_name)
+            await _slots(realtime.connection_slots.release)(scope=scope, member=self.channel_name)
 
     async def deny(self, code: int) -> None:
         if not self.closing:
@@ -188,7 +201,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             self.joined.append(group)
 
     async def slot_take(self, scope: str, limit: int) -> bool:
-        taken = await database_sync_to_async(realtime.connection_slots.acquire)(
+        taken = await _slots(realtime.connection_slots.acquire)(
             scope=scope, member=self.channel_name, limit=limit, ttl=connection_slot_ttl()
         )
         if taken:
@@ -203,7 +216,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 for group in self.joined:
                     await self.channel_layer.group_add(group, self.channel_name)
                 for scope in self.slots:
-                    await database_sync_to_async(realtime.connection_slots.renew)(
+                    await _slots(realtime.connection_slots.renew)(
                         scope=scope, member=self.channel_name, ttl=connection_slot_ttl()
                     )
                 async with self.send_lock:
@@ -227,7 +240,7 @@ def _order_open(user: AbstractBaseUser, order_id: str) -> tuple[str, dict[str, A
 
 
 def _order_resync(user: AbstractBaseUser, order_id: str, since_version: int) -> list[dict[str, Any]]:
-    # Visibility is checked again: resync is a read like the REST detail.
+    # Visibility is checked again: a client's resync is a read like the REST detail.
     order = order_get_for_user(user=user, order_id=order_id)
     return realtime.order_resync_frames(
         order=order,
@@ -237,12 +250,38 @@ def _order_resync(user: AbstractBaseUser, order_id: str, since_version: int) -> 
     )
 
 
+def _order_repair(order_id: str, role: str, since_version: int) -> list[dict[str, Any]]:
+    order = Order.objects.select_related("warehouse", "rider", "rider__rider_profile").filter(pk=order_id).first()
+    if order is None:
+        raise NotFound()
+    return realtime.order_resync_frames(
+        order=order, role=role, since_version=since_version, max_events=realtime_setting("WS_RESYNC_MAX_EVENTS")
+    )
+
+
+# Server-side repairs in flight, per (order, view, since): when a publish is
+# lost, every socket of that order in this process notices at once, and one
+# database read serves them all instead of one read per socket.
+_repairs: dict[tuple[str, str, int], asyncio.Future] = {}
+
+
+async def _shared_repair(order_id: str, role: str, since_version: int) -> list[dict[str, Any]]:
+    key = (order_id, realtime.role_view(role), since_version)
+    future = _repairs.get(key)
+    if future is None or future.get_loop() is not asyncio.get_running_loop():
+        future = asyncio.ensure_future(database_sync_to_async(_order_repair)(order_id, role, since_version))
+        _repairs[key] = future
+        future.add_done_callback(lambda done: _repairs.pop(key, None) if _repairs.get(key) is done else None)
+    return await asyncio.shield(future)
+
+
 class OrderConsumer(StreamConsumer):
     """/ws/orders/{id}/: snapshot, then events in strictly increasing version order."""
 
     async def opened(self) -> None:
         self.order_id: str = self.scope["url_route"]["kwargs"]["order_id"]
         self.version: int | None = None
+        self.behind_at: int | None = None
         if not realtime.order_id_valid(self.order_id):
             await self.deny(CLOSE_NOT_FOUND)
             return
@@ -269,7 +308,7 @@ class OrderConsumer(StreamConsumer):
                 if payload["version"] != self.version + 1:
                     # A message was dropped (full channel, layer hiccup): catch
                     # up from the database so the client still sees every version.
-                    await self.resync_from(self.version)
+                    await self.resync_from(self.version, shared=True)
                     return
                 await self.send_json(
                     {
@@ -295,13 +334,22 @@ class OrderConsumer(StreamConsumer):
             if not await self.resync_from(since_version):
                 await self.heartbeat()
 
-    async def resync_from(self, since_version: int) -> bool:
-        """Send what a client at `since_version` missed; False when it missed nothing. Hold send_lock."""
+    async def resync_from(self, since_version: int, *, shared: bool = False) -> bool:
+        """Send what a client at `since_version` missed; False when it missed nothing. Hold send_lock.
+
+        `shared`: a server-side repair (lost publish), answered from one read per order and process.
+        """
         try:
-            frames = await database_sync_to_async(_order_resync)(self.user, self.order_id, since_version)
+            if shared:
+                frames = await _shared_repair(self.order_id, self.role, since_version)
+            else:
+                frames = await database_sync_to_async(_order_resync)(self.user, self.order_id, since_version)
         except NotFound:
             await self.deny(CLOSE_NOT_FOUND)
             return True
+        if shared:
+            # A shared answer may start before this socket's version: skip what it already sent.
+            frames = [frame for frame in frames if frame["type"] == "snapshot" or frame["version"] > self.version]
         for frame in frames:
             await self.send_json(frame)
         if frames:
@@ -311,13 +359,16 @@ class OrderConsumer(StreamConsumer):
     async def heartbeat(self) -> None:
         if self.version is None:
             return
-        current = await database_sync_to_async(realtime.order_version)(order_id=self.order_id)
+        current = await _hints(realtime.order_version_hint)(order_id=self.order_id)
         if current is None:
             await self.deny(CLOSE_NOT_FOUND)
             return
-        if current > self.version:
-            # This socket lost a publish: converge on the database before beating.
-            await self.resync_from(self.version)
+        # Behind the version the order had one beat ago: that publish is not
+        # merely in flight but lost, so repair from the database. (Repairing
+        # on any lag would turn a busy moment into a read per socket.)
+        if self.behind_at is not None and self.version < self.behind_at:
+            await self.resync_from(self.version, shared=True)
+        self.behind_at = current if current > self.version else None
         if not self.closing:
             await self.send_json(
                 {"type": "heartbeat", "version": self.version, "server_time": timezone.now().isoformat()}

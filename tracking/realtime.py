@@ -166,6 +166,7 @@ def order_events_message(order_id: str, events: list[TrackingEvent]) -> dict[str
     previous = cache.get(snapshot_cache_key(order_id))
     current = order_snapshot_build(order=order)
     snapshot_cache_refresh(current)
+    cache.set(order_version_key(order_id), current["version"], 60)
     # A previous snapshot at or past this batch (cached by a reader after our
     # commit) cannot say what changed: send every changeable field instead.
     if previous is not None and previous["version"] >= payloads[0]["version"]:
@@ -277,6 +278,21 @@ def alert_publish(alert: Alert) -> None:
 
 def order_version(*, order_id: str) -> int | None:
     return Order.objects.filter(pk=order_id).values_list("version", flat=True).first()
+
+
+def order_version_key(order_id: str) -> str:
+    return f"order-version:{order_id}"
+
+
+def order_version_hint(*, order_id: str) -> int | None:
+    """The order's newest published version, from the cache (the publish path keeps it), else the database."""
+    version = cache.get(order_version_key(order_id))
+    if version is None:
+        version = order_version(order_id=order_id)
+        if version is not None:
+            # Short-lived: a publish that failed before refreshing it is found within a minute.
+            cache.set(order_version_key(order_id), version, 60)
+    return version
 
 
 def order_events_since(*, order: Order, since_version: int, limit: int, until_version: int | None = None):

@@ -124,10 +124,23 @@ if REDIS_URL:
                 # redis-py 8 reads with a 5 s socket timeout, the same as
                 # channels-redis's blocking pop: an idle receive then raises and
                 # kills the consumer (1011) or the long-poll (500). Wait longer.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                # redis-py's async pool also raises (rather than waits) past
+                # max_connections, default 100: a burst of sockets joining
+                # their groups at once needs more than that.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        "max_connections": env_int("CHANNEL_REDIS_MAX_CONNECTIONS", 2000),
+                    }
+                ],
                 # A socket that falls this far behind drops messages; the
                 # heartbeat and resync bring it back to the database state.
-                "capacity": env_int("CHANNEL_CAPACITY", 1000),
+                # channels-redis keeps all of one process's sockets in one
+                # Redis inbox, so this bounds a whole daphne's backlog (about
+                # ten messages per socket at 1,000 sockets), not one socket's.
+                "capacity": env_int("CHANNEL_CAPACITY", 10000),
+                # Older messages are dropped: a heartbeat (20 s) repairs it sooner.
                 "expiry": 30,
                 # Consumers re-join their groups on every heartbeat.
                 "group_expiry": 600,

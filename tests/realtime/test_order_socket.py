@@ -469,10 +469,14 @@ def test_heartbeat_catches_up_a_socket_that_lost_the_last_publish(
         await receive(ws)
         monkeypatch.setattr(realtime, "group_send", lambda group, message: None)
         await database_sync_to_async(services.order_stage_report)(order_id=order.id, operator=operator, stage="picking")
-        event = await receive(ws, timeout=2)
-        assert (event["type"], event["version"], event["event"]["stage"]) == ("event", 3, "picking")
-        beat = await receive(ws, timeout=2)
-        assert (beat["type"], beat["version"]) == ("heartbeat", 3)
+        # One beat notices the order moved on; the next, still behind, repairs from the database.
+        frames = [await receive(ws, timeout=2) for _ in range(3)]
+        assert [(frame["type"], frame["version"]) for frame in frames] == [
+            ("heartbeat", 2),
+            ("event", 3),
+            ("heartbeat", 3),
+        ]
+        assert frames[1]["event"]["stage"] == "picking"
         await ws.disconnect()
 
     run(body)
