@@ -155,19 +155,24 @@ def trip_plan(
     rng: random.Random,
     speed: float = 1.0,
     incidents: Incidents = Incidents(),
+    force: frozenset[str] = frozenset(),
 ) -> TripPlan:
-    """Where the rider is at every tick from pickup to handover, with the trip's incidents."""
-    detour = rng.random() < incidents.detour_chance
+    """Where the rider is at every tick from pickup to handover, with the trip's incidents.
+
+    `force` names incidents ("detour", "stall", "offline") this trip has for sure.
+    """
+    detour = "detour" in force or rng.random() < incidents.detour_chance
     path = detour_path(start, destination, rng) if detour else street_path(start, destination, rng)
     length = path_length_m(path)
     street_speed = street_speed_mps(hour) * rng.uniform(0.85, 1.15)
     ride_s = length / street_speed
-    stall_at = rng.uniform(0.2, 0.7) * ride_s if rng.random() < incidents.stall_chance else None
+    stalls = "stall" in force or rng.random() < incidents.stall_chance
+    stall_at = rng.uniform(0.2, 0.7) * ride_s if stalls else None
     stall_s = incidents.stall_seconds * speed if stall_at is not None else 0.0
     arrive_s = ride_s + stall_s
     deliver_s = arrive_s + rng.uniform(60, 180)
     offline_window = None
-    if rng.random() < incidents.offline_chance:
+    if "offline" in force or rng.random() < incidents.offline_chance:
         gap = rng.uniform(*incidents.offline_seconds) * speed
         begin = rng.uniform(0.1, 0.6) * arrive_s
         offline_window = (begin, min(begin + gap, arrive_s))

@@ -206,6 +206,7 @@ class Simulation:
             rng=rng,
             speed=self.speed,
             incidents=self.incidents,
+            force=self._showcase(number),
         )
         self.log(
             f"order #{number} {order_id[:8]} dispatched to {rider}: "
@@ -225,6 +226,16 @@ class Simulation:
             points.append((at, round(lat, 6), round(lon, 6), False))
             at += TICK_SECONDS
         self._ride(rider, points, end_s=ride_s)
+
+    def _showcase(self, number: int) -> frozenset[str]:
+        """The first orders each show one incident (if enabled at all), so a visitor sees alerts early."""
+        showcase = {1: "detour", 2: "stall", 3: "offline"}.get(number)
+        chances = {
+            "detour": self.incidents.detour_chance,
+            "stall": self.incidents.stall_chance,
+            "offline": self.incidents.offline_chance,
+        }
+        return frozenset({showcase}) if showcase and chances[showcase] > 0 else frozenset()
 
     def _dispatch(self, order_id: str, rider: str) -> None:
         for attempt in range(5):
