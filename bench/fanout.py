@@ -287,6 +287,10 @@ def bench_daphne(args, env: dict[str, str]) -> dict[str, dict[str, float]]:
     with contextlib.ExitStack() as stack:
         stack.callback(_stop_process, daphne, log)
         wait_for_port(port)
+        # Warm up: the first request imports the URLconf and every API module.
+        import httpx
+
+        httpx.get(f"http://127.0.0.1:{port}/api/products/", timeout=30)
         targets = [
             (
                 f"ws://127.0.0.1:{port}/ws/orders/{order_ids[i % args.riders]}/",
