@@ -16,3 +16,13 @@ urlpatterns = [
     path("", include("orders.urls")),
     path("", include("tracking.urls")),
 ]
+
+
+def handler404(request, exception=None):
+    """JSON under /api/ (clients parse `detail`), Django's page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
