@@ -74,3 +74,23 @@ def test_a_trip_plan_is_street_like_and_reaches_the_door():
         one_axis += min(abs(dx), abs(dy)) < 1
     assert one_axis >= len(moving) * 0.6
     assert plan.deliver_s - plan.arrive_s >= 60
+
+
+def test_forced_incidents_are_long_enough_to_raise_their_alerts():
+    import random
+
+    plan = trip_plan(
+        start=(31.188, 121.437),
+        destination=(31.215, 121.437),  # 3 km north
+        hour=14,
+        rng=random.Random(1),
+        speed=5,
+        incidents=Incidents(stall_chance=0, detour_chance=0, offline_chance=0),
+        force=frozenset({"stall", "offline"}),
+    )
+
+    assert sorted(plan.incidents) == ["offline", "stall"]
+    offline = [p.at_s for p in plan.points if p.offline]
+    # Simulated seconds / speed = wall-clock seconds the server sees.
+    assert (offline[-1] - offline[0]) / 5 >= 180
+    assert plan.arrive_s / 5 >= 300  # the stall (300 s of wall clock) is inside the ride

@@ -172,7 +172,12 @@ def trip_plan(
     arrive_s = ride_s + stall_s
     deliver_s = arrive_s + rng.uniform(60, 180)
     offline_window = None
-    if "offline" in force or rng.random() < incidents.offline_chance:
+    if "offline" in force:
+        # The longest gap, early: long enough for the offline alert on a short ride.
+        gap = incidents.offline_seconds[1] * speed
+        begin = 0.1 * arrive_s
+        offline_window = (begin, min(begin + gap, arrive_s))
+    elif rng.random() < incidents.offline_chance:
         gap = rng.uniform(*incidents.offline_seconds) * speed
         begin = rng.uniform(0.1, 0.6) * arrive_s
         offline_window = (begin, min(begin + gap, arrive_s))
