@@ -427,6 +427,7 @@ class OrderLive {
       if (window.confirm("确定要取消这个订单吗？")) this.act("cancel");
     });
     this.loadHistory();
+    this.loadEtaTrail();
     this.connect();
     // "About N minutes" goes stale on its own.
     setInterval(() => this.view.renderEta(this.snapshot), 30000);
@@ -442,7 +443,25 @@ class OrderLive {
     this.view.setConnection(mode);
   }
 
-  // The path so far and the ETA changes, from the event log.
+  // How the ETA moved before the page opened, from the order's eta events.
+  async loadEtaTrail() {
+    const status = Number(this.snapshot.status);
+    if (status !== STATUS.PAID && status !== STATUS.DELIVERING) return;
+    try {
+      const page = await fetchJson(`/api/orders/${this.orderId}/events/?since_version=0&limit=500`);
+      const etas = (page.events || [])
+        .filter((event) => event.kind === "eta" && event.data && event.data.eta)
+        .map((event) => event.data.eta);
+      if (etas.length === 0) return;
+      this.view.etaHistory = [];
+      for (const eta of [...etas, this.snapshot.eta]) this.view.noteEta(eta);
+      this.view.renderEta(this.snapshot);
+    } catch (error) {
+      console.warn("eta history unavailable", error);
+    }
+  }
+
+  // The path so far, from the trajectory.
   async loadHistory() {
     const status = Number(this.snapshot.status);
     if (status !== STATUS.DELIVERING && status !== STATUS.COMPLETED) return;

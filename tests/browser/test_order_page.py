@@ -133,8 +133,14 @@ def test_order_page_updates_by_long_polling_when_websockets_fail(daphne_server, 
         else:
             ws.connect_to_server()
 
+    # The ETA moved before the page opened: the page shows the trail from the event log.
+    first_eta = (timezone.now() + dt.timedelta(minutes=20)).replace(second=0, microsecond=0)
+    in_thread(eta_update, order.id, first_eta)
+    in_thread(eta_update, order.id, first_eta - dt.timedelta(minutes=4))
+
     page.route_web_socket(re.compile(r".*/ws/.*"), route)
     log_in(watch, daphne_server.url, "alice", next_path=f"/orders/{order.id}/")
+    expect(page.locator("#eta-change")).to_contain_text("比之前预计早 4 分钟")
     page.wait_for_function("window.orderLive && window.orderLive.mode === 'polling'", timeout=WAIT_MS)
     expect(page.locator("#conn-indicator")).to_contain_text("轮询")
     assert websockets["refused"] >= 3
