@@ -188,6 +188,7 @@ class OpsMap {
     if (data.rider_id === undefined && alert.rider !== undefined) data.rider_id = alert.rider;
     const rider = data.rider_id === undefined || data.rider_id === null ? null : this.riders.get(String(data.rider_id));
     if (rider) Object.assign(data, { lat: rider.data.lat, lon: rider.data.lon });
+    if (rider && !data.rider_name) data.rider_name = rider.data.name;
     if (existing) existing.circle.remove();
     let circle = null;
     // A rider on the map carries the alert on their own (red) marker; others get a ring where it happened.

@@ -57,6 +57,7 @@ def test_ops_map_moves_riders_live_and_lists_alerts(daphne_server, open_page, ri
     page.locator(".rider-icon.has-alert").click()
     expect(page.locator("#rider-orders")).to_contain_text(order.id[:8])
     expect(page.locator("#rider-orders")).to_contain_text("配送中")
+    page.wait_for_timeout(400)  # the popup fades in
     watch.screenshot("ops-map-desktop")
     page.set_viewport_size(PHONE)
     watch.screenshot("ops-map-phone", full_page=True)
