@@ -6,14 +6,16 @@ the unit tests.
 
 The model
 ---------
-- **Travel** is a *pace* in seconds per metre of straight-line distance to
-  the door (to the edge of `ARRIVAL_RADIUS_M` around it), learned per
-  (local hour of day, distance band) from every point of every completed
-  track: (time from that point to arrival) / (distance left); each hour
-  also learns from the hours either side of it. Straight-line
-  pace folds the street network's detour factor, traffic and lights into
-  one number. Cells with too few samples fall back to the
-  hour across all bands, then the band across all hours, then to all samples, then to `DEFAULT_PACE_S_PER_M`.
+- **Travel** is a *pace*: seconds per metre of street-grid distance to the
+  door (Manhattan: east-west plus north-south, up to the edge of
+  `ARRIVAL_RADIUS_M`), which follows a city's blocks far better than the
+  crow's flight. It is learned per (local hour of day, distance band) from
+  every point of every completed track, as (time from that point to
+  arrival) / (grid distance left), each delivery casting one vote per cell.
+  The pace folds traffic, lights and detours into one number. An hour with
+  too few rides of its own uses the pooled hours either side of it; then the
+  hour across all bands, the band across all hours, all rides, and finally
+  `DEFAULT_PACE_S_PER_M`.
 - **Warehouse** phases (queue before picking, picking, packing, waiting for
   dispatch) are medians of the observed durations.
 - **Handover** at the door is the median time from arriving within
@@ -21,8 +23,8 @@ The model
 
 Documented defaults (used with fewer than `MIN_DELIVERIES` deliveries, or
 for a cell with fewer than `MIN_CELL_SAMPLES` samples from
-`MIN_CELL_DELIVERIES` deliveries): riders make 12 km/h
-as the crow flies (about 15 km/h along streets), the warehouse takes 1 min to
+`MIN_CELL_DELIVERIES` deliveries): riders make 15 km/h along the street
+grid, the warehouse takes 1 min to
 start picking, 5 min to pick, 2 min to pack and 1.5 min to hand over to a
 rider, and the door handover takes 1.5 min.
 """
@@ -35,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from xiaoxiang.geo import haversine_m
+from xiaoxiang.geo import EARTH_RADIUS_M, haversine_m
 
 ARRIVAL_RADIUS_M = 60.0
 # Upper edges of the distance bands, metres; the last band is open.
@@ -47,7 +49,7 @@ MIN_PHASE_SAMPLES = 5
 # Never promise less than this: even a rider at the door needs a moment.
 MIN_REMAINING_SECONDS = 30.0
 
-DEFAULT_PACE_S_PER_M = 3.6 / 12.0  # 12 km/h straight-line
+DEFAULT_PACE_S_PER_M = 3.6 / 15.0  # 15 km/h along the street grid
 DEFAULT_PHASE_SECONDS = {"queue": 60.0, "picking": 300.0, "packing": 120.0, "dispatch": 90.0}
 DEFAULT_HANDOVER_SECONDS = 90.0
 
@@ -129,24 +131,48 @@ def _hour_key(hour: int) -> str:
     return f"h{hour}"
 
 
+# Pooled cells: the hour and the hours either side, for hours with too few rides of their own.
+def _pooled_cell_key(hour: int, band: int) -> str:
+    return f"p{hour}:b{band}"
+
+
+def _pooled_hour_key(hour: int) -> str:
+    return f"p{hour}"
+
+
 def _band_key(band: int) -> str:
     return f"b{band}"
 
 
 def pace_for(params: EtaParams, *, hour: int, band: int) -> float:
     """Seconds per straight-line metre: the most specific cell that was learned."""
-    for key in (_cell_key(hour, band), _hour_key(hour), _band_key(band), "all"):
+    keys = (_cell_key(hour, band), _pooled_cell_key(hour, band), _hour_key(hour), _pooled_hour_key(hour))
+    for key in (*keys, _band_key(band), "all"):
         if key in params.pace_s_per_m:
             return params.pace_s_per_m[key]
     return DEFAULT_PACE_S_PER_M
 
 
-def travel_seconds(params: EtaParams, *, distance_m: float, at: dt.datetime, tz: dt.tzinfo) -> float:
-    if distance_m <= ARRIVAL_RADIUS_M:
-        return 0.0
+def _ride_metres(grid_m: float) -> float:
     # Arrival is "within the radius", so the ride covers the distance to its edge.
-    pace = pace_for(params, hour=local_hour(at, tz), band=distance_band(distance_m))
-    return (distance_m - ARRIVAL_RADIUS_M) * pace
+    return max(grid_m - ARRIVAL_RADIUS_M, 1.0)
+
+
+def travel_seconds(params: EtaParams, *, grid_m: float, at: dt.datetime, tz: dt.tzinfo) -> float:
+    """Riding time for `grid_m` metres of street-grid distance starting at `at`."""
+    pace = pace_for(params, hour=local_hour(at, tz), band=distance_band(grid_m))
+    return _ride_metres(grid_m) * pace
+
+
+def grid_distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Street-grid (Manhattan) distance on a local east/north frame: city blocks, not the crow's flight."""
+    north = math.radians(b[0] - a[0]) * EARTH_RADIUS_M
+    east = math.radians(b[1] - a[1]) * math.cos(math.radians((a[0] + b[0]) / 2)) * EARTH_RADIUS_M
+    return abs(east) + abs(north)
+
+
+def _grid_to(point: TrackPoint | tuple[float, float], destination: tuple[float, float]) -> float:
+    return grid_distance_m((point.lat, point.lon) if isinstance(point, TrackPoint) else point, destination)
 
 
 def _distance_to(point: TrackPoint | tuple[float, float], destination: tuple[float, float]) -> float:
@@ -204,17 +230,19 @@ def eta_fit(deliveries: Iterable[Delivery], *, tz: dt.tzinfo) -> EtaParams:
         starts = [TrackPoint(*delivery.warehouse, delivery.dispatched_at)]
         starts += [p for p in delivery.points if delivery.dispatched_at <= p.recorded_at < arrived]
         for point in starts:
-            distance = _distance_to(point, delivery.destination)
-            if distance <= ARRIVAL_RADIUS_M:
+            if _distance_to(point, delivery.destination) <= ARRIVAL_RADIUS_M:
                 continue
-            pace = (arrived - point.recorded_at).total_seconds() / (distance - ARRIVAL_RADIUS_M)
-            band = distance_band(distance)
+            grid = _grid_to(point, delivery.destination)
+            pace = (arrived - point.recorded_at).total_seconds() / _ride_metres(grid)
+            band = distance_band(grid)
             hour = local_hour(point.recorded_at, tz)
-            # Each hour's cells also learn from the hours beside it: traffic
-            # changes gradually, and it triples the data of every cell.
+            votes[_cell_key(hour, band)][number].append(pace)
+            votes[_hour_key(hour)][number].append(pace)
+            # Pooled cells also learn from the hours beside them: traffic
+            # changes gradually, and pooling triples the data of thin hours.
             for neighbour in (hour - 1, hour, hour + 1):
-                votes[_cell_key(neighbour % 24, band)][number].append(pace)
-                votes[_hour_key(neighbour % 24)][number].append(pace)
+                votes[_pooled_cell_key(neighbour % 24, band)][number].append(pace)
+                votes[_pooled_hour_key(neighbour % 24)][number].append(pace)
             votes[_band_key(band)][number].append(pace)
             votes["all"][number].append(pace)
             samples += 1
@@ -251,16 +279,32 @@ def eta_predict_delivering(
     dispatched_at: dt.datetime | None,
     position: TrackPoint | None,
     tz: dt.tzinfo,
+    arrived_at: dt.datetime | None = None,
 ) -> dt.datetime:
-    """ETA of an order on the road, from its newest point (or the warehouse at dispatch)."""
+    """ETA of an order on the road, from its newest point (or the warehouse at dispatch).
+
+    `arrived_at`: when the track first came within ARRIVAL_RADIUS_M of the
+    door, if it has; the handover already under way is then counted down.
+    """
     if position is not None:
         origin, base = (position.lat, position.lon), position.recorded_at
     else:
         origin, base = warehouse, dispatched_at or now
-    distance = _distance_to(origin, destination)
-    eta = base + dt.timedelta(seconds=travel_seconds(params, distance_m=distance, at=base, tz=tz))
-    eta += dt.timedelta(seconds=params.handover_seconds)
+    at_door = _distance_to(origin, destination) <= ARRIVAL_RADIUS_M
+    if at_door and arrived_at is not None:
+        eta = arrived_at + dt.timedelta(seconds=params.handover_seconds)
+    else:
+        ride = 0.0 if at_door else travel_seconds(params, grid_m=_grid_to(origin, destination), at=base, tz=tz)
+        eta = base + dt.timedelta(seconds=ride + params.handover_seconds)
     return max(eta, now + dt.timedelta(seconds=MIN_REMAINING_SECONDS))
+
+
+def track_arrived_at(points: Iterable[TrackPoint], destination: tuple[float, float]) -> dt.datetime | None:
+    """When the rider reached the door: the start of the newest unbroken run of points within the radius."""
+    arrived = None
+    for point in sorted(points, key=lambda p: p.recorded_at):
+        arrived = arrived or point.recorded_at if _distance_to(point, destination) <= ARRIVAL_RADIUS_M else None
+    return arrived
 
 
 def eta_predict_paid(
@@ -277,8 +321,7 @@ def eta_predict_paid(
     departure = now + dt.timedelta(
         seconds=warehouse_remaining_seconds(params, stage=stage, phase_started_at=phase_started_at, now=now)
     )
-    distance = _distance_to(warehouse, destination)
-    travel = travel_seconds(params, distance_m=distance, at=departure, tz=tz)
+    travel = travel_seconds(params, grid_m=_grid_to(warehouse, destination), at=departure, tz=tz)
     return departure + dt.timedelta(seconds=travel + params.handover_seconds)
 
 
@@ -333,9 +376,9 @@ def eta_backtest(deliveries: Sequence[Delivery], *, tz: dt.tzinfo, test_fraction
     model_errors: list[float] = []
     baseline_errors: list[float] = []
     for delivery in test:
-        checkpoints: list[TrackPoint | None] = [None]
-        checkpoints += [p for p in delivery.points if delivery.dispatched_at <= p.recorded_at < delivery.delivered_at]
-        for point in checkpoints:
+        ride = [p for p in delivery.points if delivery.dispatched_at <= p.recorded_at < delivery.delivered_at]
+        checkpoints: list[TrackPoint | None] = [None, *ride]
+        for index, point in enumerate(checkpoints):
             now = point.recorded_at if point is not None else delivery.dispatched_at
             predicted = eta_predict_delivering(
                 params,
@@ -345,6 +388,8 @@ def eta_backtest(deliveries: Sequence[Delivery], *, tz: dt.tzinfo, test_fraction
                 dispatched_at=delivery.dispatched_at,
                 position=point,
                 tz=tz,
+                # Only what was known then: the track up to this checkpoint.
+                arrived_at=track_arrived_at(ride[:index], delivery.destination),
             )
             origin = (point.lat, point.lon) if point is not None else delivery.warehouse
             naive = baseline_predict(at=now, distance_m=_distance_to(origin, delivery.destination))

@@ -13,7 +13,15 @@ from django.utils import timezone
 from notifications.services import notification_send
 from orders.models import Order, OrderStatus
 from tracking.conf import jobs_setting
-from tracking.eta import Delivery, EtaParams, TrackPoint, eta_fit, eta_predict_delivering, eta_predict_paid
+from tracking.eta import (
+    Delivery,
+    EtaParams,
+    TrackPoint,
+    eta_fit,
+    eta_predict_delivering,
+    eta_predict_paid,
+    track_arrived_at,
+)
 from tracking.models import EtaFit, EventKind, OperatorType, TrackingEvent
 from tracking.services import tracking_event_record
 
@@ -23,6 +31,7 @@ PARAMS_CACHE_KEY = "tracking.eta.params"
 PARAMS_CACHE_SECONDS = 300
 HISTORY_LIMIT = 1000
 FITS_KEPT = 50
+RECENT_POINTS = 40
 
 
 def local_tz() -> dt.tzinfo:
@@ -103,21 +112,22 @@ def order_eta_predict(*, order: Order, now: dt.datetime | None = None) -> dt.dat
     destination = (float(order.delivery_lat), float(order.delivery_lon))
     warehouse = (float(order.warehouse.latitude), float(order.warehouse.longitude))
     if order.status == OrderStatus.DELIVERING:
-        newest = (
-            TrackingEvent.objects.filter(order=order, kind=EventKind.LOCATION)
+        # The newest points: the position, and whether (since when) the rider waits at the door.
+        recent = [
+            TrackPoint(float(lat), float(lon), recorded_at)
+            for lat, lon, recorded_at in TrackingEvent.objects.filter(order=order, kind=EventKind.LOCATION)
             .order_by("-recorded_at", "-version")
-            .values_list("latitude", "longitude", "recorded_at")
-            .first()
-        )
-        position = TrackPoint(float(newest[0]), float(newest[1]), newest[2]) if newest else None
+            .values_list("latitude", "longitude", "recorded_at")[:RECENT_POINTS]
+        ]
         return eta_predict_delivering(
             params,
             now=now,
             destination=destination,
             warehouse=warehouse,
             dispatched_at=order.dispatched_at,
-            position=position,
+            position=recent[0] if recent else None,
             tz=local_tz(),
+            arrived_at=track_arrived_at(recent, destination),
         )
     if order.status == OrderStatus.PAID:
         phase_started_at = order.paid_at or now

@@ -152,3 +152,35 @@ def test_percentile_is_nearest_rank():
 def test_straight_run_helper_ends_at_the_destination():
     track = straight_run(START, speed_mps=5.0)
     assert (track[-1].lat, track[-1].lon) == pytest.approx(DESTINATION)
+
+
+def test_street_grid_distance_counts_blocks_not_the_diagonal():
+    from tracking.management.simulation import from_local
+
+    corner = from_local(WAREHOUSE, (300.0, 400.0))
+    assert eta.grid_distance_m(WAREHOUSE, corner) == pytest.approx(700, abs=1)
+
+
+def test_waiting_at_the_door_counts_the_handover_down():
+    params = EtaParams(handover_seconds=120)
+    at_door = eta.TrackPoint(*DESTINATION, START)
+
+    predicted = eta.eta_predict_delivering(
+        params,
+        now=START,
+        destination=DESTINATION,
+        warehouse=WAREHOUSE,
+        dispatched_at=START - dt.timedelta(minutes=10),
+        position=at_door,
+        tz=SHANGHAI,
+        arrived_at=START - dt.timedelta(seconds=50),
+    )
+
+    assert predicted == START + dt.timedelta(seconds=70)
+
+
+def test_arrival_is_the_start_of_the_newest_run_at_the_door():
+    passing = [eta.TrackPoint(*DESTINATION, START), eta.TrackPoint(*north(1000), START + dt.timedelta(seconds=15))]
+    back = [eta.TrackPoint(*DESTINATION, START + dt.timedelta(seconds=s)) for s in (30, 45, 60)]
+    assert eta.track_arrived_at(passing + back, DESTINATION) == START + dt.timedelta(seconds=30)
+    assert eta.track_arrived_at(passing, DESTINATION) is None

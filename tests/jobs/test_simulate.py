@@ -4,9 +4,11 @@ import itertools
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from orders.models import Order, OrderStatus
+from tests.conftest import order_for
 from tracking.management.simulation import TICK_SECONDS, Incidents, trip_plan
 from tracking.models import Rider, TrackingEvent
 
@@ -15,6 +17,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_simulated_clients_order_pick_dispatch_ride_and_deliver(daphne_server):
     call_command("seed_demo", "--riders", "2", "--customers", "2", stdout=StringIO())
+    leftover = order_for(
+        User.objects.get(username="customer1"),
+        status="delivering",
+        rider=User.objects.get(username="rider1"),
+        operator=User.objects.get(username="warehouse1"),
+    )
     out = StringIO()
 
     call_command(
@@ -36,7 +44,10 @@ def test_simulated_clients_order_pick_dispatch_ride_and_deliver(daphne_server):
     log = out.getvalue()
     assert "done: 2 orders" in log
     assert "back online: uploading" in log  # an offline gap went up as one batch
-    orders = list(Order.objects.order_by("create_time"))
+    # An order a stopped run left on the road is handed over first.
+    assert f"rider1 handed over order {leftover.pk[:8]} left from an earlier run" in log
+    assert Order.objects.get(pk=leftover.pk).status == OrderStatus.COMPLETED
+    orders = list(Order.objects.exclude(pk=leftover.pk).order_by("create_time"))
     assert [order.status for order in orders] == [OrderStatus.COMPLETED, OrderStatus.COMPLETED]
     for order in orders:
         stages = list(TrackingEvent.objects.filter(order=order, kind="stage").values_list("stage", flat=True))
