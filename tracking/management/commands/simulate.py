@@ -144,6 +144,7 @@ class Simulation:
     def run(self) -> None:
         products = _results(self.customer_apis[0].call("GET", "/api/products/"))
         self.skus = [product["sku"] for product in products]
+        self._finish_leftovers()
         threads: list[threading.Thread] = []
         for number in itertools.count(1):
             if self.orders and number > self.orders:
@@ -156,6 +157,13 @@ class Simulation:
         for thread in threads:
             thread.join()
         self.log(f"done: {self.orders} orders")
+
+    def _finish_leftovers(self) -> None:
+        """Orders a stopped simulation left on the road are handed over first, as a rider back at work would."""
+        for name, api in self.rider_apis.items():
+            for order in _results(api.call("GET", "/api/rider/orders/")):
+                api.call("POST", f"/api/rider/orders/{order['id']}/delivered/")
+                self.log(f"{name} handed over order {order['id'][:8]} left from an earlier run")
 
     def _order_safely(self, number: int, rider: str) -> None:
         try:
