@@ -80,10 +80,13 @@ async def receive(communicator: WebsocketCommunicator, timeout: float = 3) -> di
 
 
 async def closed_with(communicator: WebsocketCommunicator, timeout: float = 3) -> int:
-    """The close code the server sent (skipping any frames before it)."""
+    """The close code the server sent (skipping any frames before it); then lets the consumer finish."""
     while True:
         output = await communicator.receive_output(timeout)
         if output["type"] == "websocket.close":
+            # The client's side of the close: the consumer runs disconnect()
+            # and ends, so no task of it outlives this test's event loop.
+            await communicator.disconnect(code=output.get("code") or 1000, timeout=timeout)
             return output.get("code")
 
 
