@@ -217,11 +217,16 @@ def test_a_worker_killed_mid_task_is_redelivered_to_the_next_worker(make_order, 
             tasks.eta_recompute.delay(order.pk)
 
             def worker_waits_for_the_lock() -> bool:
+                # Only this test database: other suites may share the server.
                 with connection.cursor() as cursor:
-                    cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid)"
+                        " WHERE NOT granted AND datname = current_database()"
+                    )
                     return cursor.fetchone()[0] > 0
 
             wait_until(worker_waits_for_the_lock, timeout=20, what="the worker to block inside the task")
+            assert "tracking.eta_recompute" in first.log_path.read_text()  # it was received, mid-task
             os.killpg(first.pid, signal.SIGKILL)
             first.wait()
         assert Order.objects.get(pk=order.pk).eta is None  # the killed worker wrote nothing
