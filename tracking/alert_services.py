@@ -6,6 +6,7 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from notifications.models import Notification
 from notifications.services import notification_send
 from orders.models import Order, OrderStatus
 from tracking import alerts, realtime
@@ -135,7 +136,11 @@ def alert_open(*, order_id: str, finding: Finding) -> Alert | None:
         order=order, kind=EventKind.ALERT, operator_type=OperatorType.SYSTEM, data=_alert_event_data(alert, "open")
     )
     _publish(alert)
-    if finding.kind == AlertKind.LATE:
+    # Told once per order: a late alert that resolves and opens again (an ETA
+    # hovering around the promise) must not ring the customer each time. The
+    # order row is locked, so two workers cannot both see "not told yet".
+    told = Notification.objects.filter(order=order, kind="order.late").exists()
+    if finding.kind == AlertKind.LATE and not told:
         notification_send(
             user=order.user,
             kind="order.late",

@@ -311,6 +311,20 @@ def test_a_late_order_tells_the_customer_once_by_notification_and_mail(make_orde
     assert Alert.objects.filter(order=order, kind="late").count() == 1
 
 
+def test_a_late_alert_that_opens_again_does_not_tell_the_customer_twice(make_order):
+    order = make_order("paid")
+    Order.objects.filter(pk=order.pk).update(promised_at=timezone.now() + dt.timedelta(minutes=30))
+    late, on_time = timezone.now() + dt.timedelta(minutes=40), timezone.now() + dt.timedelta(minutes=20)
+
+    for eta_at in (late, on_time, late):
+        Order.objects.filter(pk=order.pk).update(eta=eta_at)
+        tasks.alerts_evaluate(order.pk)
+
+    alerts = Alert.objects.filter(order=order).order_by("opened_at")
+    assert [(alert.kind, alert.is_open) for alert in alerts] == [("late", False), ("late", True)]
+    assert Notification.objects.filter(order=order, kind="order.late").count() == 1
+
+
 def test_late_mail_goes_out_only_after_commit(make_order, customer, django_capture_on_commit_callbacks):
     order = make_order("delivering")
     Order.objects.filter(pk=order.pk).update(promised_at=minutes_ago(2))
