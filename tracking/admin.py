@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from tracking.models import Alert, Rider, TrackingEvent
+from tracking.models import Alert, EtaFit, Rider, TrackingEvent
 
 
 @admin.register(TrackingEvent)
@@ -50,4 +50,18 @@ class AlertAdmin(admin.ModelAdmin):
     readonly_fields = ["order", "rider", "kind", "message", "data", "opened_at", "resolved_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(EtaFit)
+class EtaFitAdmin(admin.ModelAdmin):
+    """The ETA model's fits (newest is in use); refit with `manage.py eta_refit`."""
+
+    list_display = ["fitted_at", "deliveries", "samples"]
+    readonly_fields = ["fitted_at", "deliveries", "samples", "params"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

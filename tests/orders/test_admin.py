@@ -20,7 +20,7 @@ def staff_client(client, staff):
 @pytest.mark.parametrize(
     "model",
     ["orders/order", "orders/product", "orders/warehouse", "orders/warehouseoperator", "tracking/trackingevent",
-     "tracking/rider", "tracking/alert", "notifications/notification"],
+     "tracking/rider", "tracking/alert", "tracking/etafit", "notifications/notification"],
 )  # fmt: skip
 def test_every_model_has_a_working_changelist(staff_client, make_order, model):
     make_order("delivering")
