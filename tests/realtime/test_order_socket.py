@@ -560,3 +560,40 @@ def test_messages_within_the_limits_keep_the_socket(make_order, customer, settin
         await ws.disconnect()
 
     run(body)
+
+
+async def _members(group: str) -> list[str]:
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+    layer = get_channel_layer()
+    if isinstance(layer, InMemoryChannelLayer):
+        return list(layer.groups.get(group, {}))
+    connection = layer.connection(layer.consistent_hash(group))
+    return [name.decode() for name in await connection.zrange(layer._group_key(group), 0, -1)]
+
+
+def test_heartbeat_rejoins_the_group_after_it_expired(make_order, customer, operator, settings):
+    settings.WS_HEARTBEAT_SECONDS = 0.4
+    order = make_order("paid")
+
+    async def body():
+        from channels.layers import get_channel_layer
+
+        ws = await open_with_session(f"/ws/orders/{order.id}/", customer)
+        await receive(ws)
+        group = realtime.order_group(order.id)
+        members = await _members(group)
+        assert len(members) == 1
+        await get_channel_layer().group_discard(group, members[0])  # as group_expiry would
+        assert await _members(group) == []
+        beat = await receive(ws, timeout=2)
+        assert beat["type"] == "heartbeat"
+        assert await _members(group) == members
+        await database_sync_to_async(services.order_stage_report)(order_id=order.id, operator=operator, stage="picking")
+        frame = await receive(ws, timeout=2)
+        while frame["type"] == "heartbeat":
+            frame = await receive(ws, timeout=2)
+        assert (frame["type"], frame["version"]) == ("event", 3)
+        await ws.disconnect()
+
+    run(body)
