@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import io
 import json
 import multiprocessing
 import os
@@ -274,7 +275,8 @@ def _stop_process(process: subprocess.Popen, log) -> None:
 
 
 def bench_daphne(args, env: dict[str, str]) -> dict[str, dict[str, float]]:
-    order_ids, versions_by_id, rider_tokens, customer_tokens = setup_data(args.riders, min(args.riders, 10))
+    with contextlib.redirect_stdout(io.StringIO()):  # seed_demo prints its accounts
+        order_ids, versions_by_id, rider_tokens, customer_tokens = setup_data(args.riders, min(args.riders, 10))
     port = free_port()
     log = tempfile.NamedTemporaryFile("w", prefix="fanout-daphne-", suffix=".log", delete=False)  # noqa: SIM115
     daphne = subprocess.Popen(
@@ -515,6 +517,7 @@ def main() -> None:
         # Only the stream is measured: no ETA/alert jobs queue up without a worker.
         "TRACKING_JOBS_ENABLED": "false",
         "LOG_LEVEL": "WARNING",
+        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         "PYTHONUNBUFFERED": "1",
     }
     os.environ.update(env)
