@@ -1,5 +1,6 @@
 """Helpers for socket tests: an async test body runs on one loop through async_to_sync."""
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import Callable, Coroutine
@@ -30,7 +31,22 @@ def _fresh_realtime_state():
 
 
 def run(body: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    return async_to_sync(body)()
+    async def body_then_cleanup() -> Any:
+        try:
+            return await body()
+        finally:
+            # Finish any consumer task still running (a disconnect's slot
+            # release, a cancelled heartbeat) while asgiref's executors still
+            # serve it; left to asyncio.run's shutdown, a task waiting on the
+            # main thread's executor can hang the test forever.
+            current = asyncio.current_task()
+            leftovers = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                await asyncio.wait(leftovers, timeout=10)
+
+    return async_to_sync(body_then_cleanup)()
 
 
 def access_token(user: User, lifetime: dt.timedelta | None = None) -> str:
