@@ -24,66 +24,30 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from support import (  # noqa: E402  (bench/ is on sys.path when run as a script)
+    PASSWORD,
+    bench_database,
+    free_port,
+    percentile,
+    recreate_database,
+    require_services,
+    server_env,
+    wait_for_port,
+)
+
 POST_SECONDS: list[float] = []  # each rider POST's round trip, for the report
-PASSWORD = "bench-password-123"  # noqa: S105  (throwaway accounts in a throwaway database)
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port} after {timeout}s")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def bench_database(database_url: str) -> tuple[str, str]:
-    """(admin URL, bench URL): the bench database sits beside the configured one."""
-    parsed = urlparse(database_url)
-    name = parsed.path.lstrip("/") or "xiaoxiang"
-    bench = urlunparse(parsed._replace(path=f"/{name}_bench"))
-    admin = urlunparse(parsed._replace(path="/postgres"))
-    return admin, bench
-
-
-def recreate_database(admin_url: str, bench_url: str, *, drop_only: bool = False) -> None:
-    import psycopg2
-
-    name = urlparse(bench_url).path.lstrip("/")
-    connection = psycopg2.connect(admin_url)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
 
 
 # --- subscribers (separate processes, so the clients do not share Daphne's core) --------
@@ -479,10 +443,6 @@ def _out_of_time(signum, frame) -> None:
     raise SystemExit("fanout: out of time, stopping")
 
 
-def _out_of_time(signum, frame) -> None:
-    raise SystemExit("fanout: out of time, stopping")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=1000)
@@ -493,33 +453,9 @@ def main() -> None:
     parser.add_argument("--deadline", type=int, default=170, help="hard stop, seconds")
     args = parser.parse_args()
 
-    database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
-    if not database_url.startswith(("postgres://", "postgresql://")) or not redis_url:
-        raise SystemExit("bench/fanout.py needs DATABASE_URL=postgres://... and REDIS_URL=redis://...")
-    from cryptography.fernet import Fernet
-
-    admin_url, bench_url = bench_database(database_url)
-    env = {
-        **os.environ,
-        "DATABASE_URL": bench_url,
-        "REDIS_URL": redis_url,
-        "DEBUG": "false",
-        "HTTPS_ONLY": "false",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-" + Fernet.generate_key().decode(),
-        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "PASSWORD_HASHERS": "django.contrib.auth.hashers.MD5PasswordHasher",
-        "THROTTLE_USER": "1000000/min",
-        "THROTTLE_ANON": "1000000/min",
-        "THROTTLE_INGEST": "1000000/min",
-        "WS_MAX_CONNECTIONS_PER_USER": "100000",
-        "WS_MAX_CONNECTIONS_PER_IP": "100000",
-        # Only the stream is measured: no ETA/alert jobs queue up without a worker.
-        "TRACKING_JOBS_ENABLED": "false",
-        "LOG_LEVEL": "WARNING",
-        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-        "PYTHONUNBUFFERED": "1",
-    }
+    database_url, redis_url = require_services()
+    admin_url, bench_url = bench_database(database_url, "bench")
+    env = server_env(bench_url, redis_url, WS_MAX_CONNECTIONS_PER_USER="100000", WS_MAX_CONNECTIONS_PER_IP="100000")
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xiaoxiang.settings")
     recreate_database(admin_url, bench_url)
