@@ -7,6 +7,9 @@ DEFAULTS = {
     "WS_AUTH_TIMEOUT_SECONDS": 10.0,
     # Heartbeat interval; consumers also re-join their groups (group_expiry) on each beat.
     "WS_HEARTBEAT_SECONDS": 20.0,
+    # Between beats, an order socket glances at the cached order version this often
+    # (no database) and repairs a publish still missing one glance later.
+    "WS_CATCH_UP_SECONDS": 5.0,
     # Open sockets per user and per client IP, counted in Redis across daphne processes.
     "WS_MAX_CONNECTIONS_PER_USER": 20,
     "WS_MAX_CONNECTIONS_PER_IP": 500,

@@ -296,6 +296,22 @@ class OrderConsumer(StreamConsumer):
         async with self.send_lock:
             await self.send_json({"type": "snapshot", "version": order["version"], "order": order})
             self.version = order["version"]
+        self.tasks.append(asyncio.create_task(self._catch_up_loop()))
+
+    async def _catch_up_loop(self) -> None:
+        # channels-redis can hold a message back (a socket of the same process
+        # disconnecting mid-receive) or drop it; waiting for the heartbeat
+        # would leave the client up to two beats behind, so glance between beats.
+        while not self.closing:
+            await asyncio.sleep(realtime_setting("WS_CATCH_UP_SECONDS"))
+            try:
+                async with self.send_lock:
+                    if not self.closing:
+                        await self.repair_lost_publish()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("catch-up check failed on %s", self.channel_name)
 
     async def order_events(self, message: dict[str, Any]) -> None:
         if self.version is None or self.closing:
@@ -356,19 +372,26 @@ class OrderConsumer(StreamConsumer):
             self.version = frames[-1]["version"]
         return bool(frames)
 
-    async def heartbeat(self) -> None:
+    async def repair_lost_publish(self) -> bool:
+        """Repair a publish missing since the previous check; False when the order is gone. Hold send_lock."""
         if self.version is None:
-            return
+            return True
         current = await _hints(realtime.order_version_hint)(order_id=self.order_id)
         if current is None:
             await self.deny(CLOSE_NOT_FOUND)
-            return
-        # Behind the version the order had one beat ago: that publish is not
-        # merely in flight but lost, so repair from the database. (Repairing
-        # on any lag would turn a busy moment into a read per socket.)
+            return False
+        # Behind the version the order had at the previous check: that publish
+        # is not merely in flight but lost or held back, so repair from the
+        # database. (Repairing on any lag would turn a busy moment into a read
+        # per socket.)
         if self.behind_at is not None and self.version < self.behind_at:
             await self.resync_from(self.version, shared=True)
         self.behind_at = current if current > self.version else None
+        return True
+
+    async def heartbeat(self) -> None:
+        if self.version is None or not await self.repair_lost_publish():
+            return
         if not self.closing:
             await self.send_json(
                 {"type": "heartbeat", "version": self.version, "server_time": timezone.now().isoformat()}

@@ -482,6 +482,27 @@ def test_heartbeat_catches_up_a_socket_that_lost_the_last_publish(
     run(body)
 
 
+def test_catch_up_between_beats_repairs_a_lost_publish_without_waiting_for_the_heartbeat(
+    make_order, customer, operator, settings, monkeypatch
+):
+    settings.WS_HEARTBEAT_SECONDS = 60
+    settings.WS_CATCH_UP_SECONDS = 0.3
+    order = make_order("paid")
+
+    async def body():
+        ws = await open_with_session(f"/ws/orders/{order.id}/", customer)
+        await receive(ws)
+        monkeypatch.setattr(realtime, "group_send", lambda group, message: None)
+        await database_sync_to_async(services.order_stage_report)(order_id=order.id, operator=operator, stage="picking")
+        # One glance notices the order moved on, the next repairs it: no heartbeat frame in between.
+        frame = await receive(ws, timeout=3)
+        assert (frame["type"], frame["version"], frame["event"]["stage"]) == ("event", 3, "picking")
+        assert await nothing_more(ws, timeout=0.8)
+        await ws.disconnect()
+
+    run(body)
+
+
 # --- limits --------------------------------------------------------------------------------
 
 
