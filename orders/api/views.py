@@ -8,7 +8,7 @@ lookup); an order the caller may not see is 404 (the selectors and services).
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -163,36 +163,48 @@ class OrderDetailApi(JsonApiView):
 _TRANSITION_ERRORS = error_responses(400, 401, 403, 404, 409, 429)
 
 
-class OrderPayApi(JsonApiView):
+# POST one state change: parse the body, run one service, answer the updated
+# snapshot for the caller's role. (A comment, not a docstring: drf-spectacular
+# would publish a docstring as every subclass's description.)
+class OrderTransitionApi(JsonApiView):
+    input_serializer = io.VersionInputSerializer
+
+    def transition(self, request: Request, order_id: str, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def post(self, request: Request, order_id: str) -> Response:
+        serializer = self.input_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        self.transition(request, order_id, serializer.validated_data)
+        return Response(order_snapshot_for(user=request.user, order_id=order_id))
+
+
+def transition_schema(tag: str, summary: str, *, request=io.VersionInputSerializer, description: str | None = None):
+    return extend_schema_view(
+        post=extend_schema(
+            tags=[tag],
+            summary=summary,
+            description=description,
+            request=request,
+            responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
+        )
+    )
+
+
+@transition_schema("orders", "Pay (simulated): 1 → 2")
+class OrderPayApi(OrderTransitionApi):
     allowed_roles = (ROLE_CUSTOMER,)
 
-    @extend_schema(
-        tags=["orders"],
-        summary="Pay (simulated): 1 → 2",
-        request=io.VersionInputSerializer,
-        responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
-    )
-    def post(self, request: Request, order_id: str) -> Response:
-        serializer = io.VersionInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        services.order_pay(order_id=order_id, customer=request.user, **serializer.validated_data)
-        return Response(order_snapshot_for(user=request.user, order_id=order_id))
+    def transition(self, request: Request, order_id: str, data: dict[str, Any]) -> None:
+        services.order_pay(order_id=order_id, customer=request.user, **data)
 
 
-class OrderCancelApi(JsonApiView):
+@transition_schema("orders", "Cancel: 1 or 2 → 5")
+class OrderCancelApi(OrderTransitionApi):
     allowed_roles = (ROLE_CUSTOMER, ROLE_STAFF)
 
-    @extend_schema(
-        tags=["orders"],
-        summary="Cancel: 1 or 2 → 5",
-        request=io.VersionInputSerializer,
-        responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
-    )
-    def post(self, request: Request, order_id: str) -> Response:
-        serializer = io.VersionInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        services.order_cancel(order_id=order_id, actor=request.user, **serializer.validated_data)
-        return Response(order_snapshot_for(user=request.user, order_id=order_id))
+    def transition(self, request: Request, order_id: str, data: dict[str, Any]) -> None:
+        services.order_cancel(order_id=order_id, actor=request.user, **data)
 
 
 # --- Warehouse -----------------------------------------------------------------
@@ -210,42 +222,34 @@ class WarehouseOrderListApi(PagedOrderListView):
         return self.list_response(selectors.warehouse_orders_to_prepare(user=request.user))
 
 
-class WarehouseStageApi(JsonApiView):
+@transition_schema(
+    "warehouse", "Report a picking stage (picking, picked, packed; forward only)", request=io.StageInputSerializer
+)
+class WarehouseStageApi(OrderTransitionApi):
     allowed_roles = (ROLE_WAREHOUSE,)
+    input_serializer = io.StageInputSerializer
 
-    @extend_schema(
-        tags=["warehouse"],
-        summary="Report a picking stage (picking, picked, packed; forward only)",
-        request=io.StageInputSerializer,
-        responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
-    )
-    def post(self, request: Request, order_id: str) -> Response:
-        serializer = io.StageInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        services.order_stage_report(order_id=order_id, operator=request.user, **serializer.validated_data)
-        return Response(order_snapshot_for(user=request.user, order_id=order_id))
+    def transition(self, request: Request, order_id: str, data: dict[str, Any]) -> None:
+        services.order_stage_report(order_id=order_id, operator=request.user, **data)
 
 
-class WarehouseDispatchApi(JsonApiView):
+@transition_schema(
+    "warehouse",
+    "Hand a packed order to a rider: 2 → 3",
+    request=io.DispatchInputSerializer,
+    description="`rider` is a rider's username; omitted, the nearest available rider takes it.",
+)
+class WarehouseDispatchApi(OrderTransitionApi):
     allowed_roles = (ROLE_WAREHOUSE,)
+    input_serializer = io.DispatchInputSerializer
 
-    @extend_schema(
-        tags=["warehouse"],
-        summary="Hand a packed order to a rider: 2 → 3",
-        description="`rider` is a rider's username; omitted, the nearest available rider takes it.",
-        request=io.DispatchInputSerializer,
-        responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
-    )
-    def post(self, request: Request, order_id: str) -> Response:
-        serializer = io.DispatchInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+    def transition(self, request: Request, order_id: str, data: dict[str, Any]) -> None:
         services.order_dispatch(
             order_id=order_id,
             operator=request.user,
-            rider_username=serializer.validated_data["rider"] or None,
-            expected_version=serializer.validated_data["expected_version"],
+            rider_username=data["rider"] or None,
+            expected_version=data["expected_version"],
         )
-        return Response(order_snapshot_for(user=request.user, order_id=order_id))
 
 
 # --- Rider -----------------------------------------------------------------------
@@ -263,17 +267,9 @@ class RiderOrderListApi(PagedOrderListView):
         return self.list_response(selectors.rider_orders_delivering(user=request.user))
 
 
-class RiderDeliveredApi(JsonApiView):
+@transition_schema("rider", "Mark delivered: 3 → 4")
+class RiderDeliveredApi(OrderTransitionApi):
     allowed_roles = (ROLE_RIDER,)
 
-    @extend_schema(
-        tags=["rider"],
-        summary="Mark delivered: 3 → 4",
-        request=io.VersionInputSerializer,
-        responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
-    )
-    def post(self, request: Request, order_id: str) -> Response:
-        serializer = io.VersionInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        services.order_mark_delivered(order_id=order_id, rider=request.user, **serializer.validated_data)
-        return Response(order_snapshot_for(user=request.user, order_id=order_id))
+    def transition(self, request: Request, order_id: str, data: dict[str, Any]) -> None:
+        services.order_mark_delivered(order_id=order_id, rider=request.user, **data)
