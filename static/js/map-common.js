@@ -106,6 +106,43 @@ export function wsUrl(path) {
 }
 
 // Exponential backoff with "equal jitter": half fixed, half random, capped.
+/**
+ * Follow one WebSocket of a client that replaces its socket on reconnect
+ * (`owner.ws` is the current one): frames of a superseded socket are ignored,
+ * JSON frames go to onMessage, and a socket silent for timeoutMs (not even a
+ * heartbeat) is dead even if the browser has not noticed: it is closed and
+ * reported lost with code 4000. onLost(ws, code) also hears real closes.
+ */
+export function watchSocket(owner, ws, { timeoutMs, onMessage, onLost }) {
+  const arm = () => {
+    clearTimeout(owner.watchdog);
+    owner.watchdog = setTimeout(() => {
+      if (owner.ws !== ws) return;
+      try {
+        ws.close(4000, "heartbeat timeout");
+      } catch {
+        /* already closing */
+      }
+      onLost(ws, 4000);
+    }, timeoutMs);
+  };
+  ws.addEventListener("open", arm);
+  ws.addEventListener("message", (message) => {
+    if (owner.ws !== ws) return;
+    arm();
+    let data;
+    try {
+      data = JSON.parse(message.data);
+    } catch {
+      return;
+    }
+    onMessage(data);
+  });
+  ws.addEventListener("close", (closed) => {
+    if (owner.ws === ws) onLost(ws, closed.code);
+  });
+}
+
 export function backoffDelay(attempt, { baseMs = 1000, maxMs = 30000 } = {}) {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));

@@ -17,6 +17,7 @@ import {
   formatTime,
   icons,
   readJson,
+  watchSocket,
   wsUrl,
 } from "./map-common.js";
 
@@ -313,37 +314,14 @@ class OpsMap {
     ws.addEventListener("open", () => {
       this.wsFailures = 0;
       this.setMode("live");
-      this.armWatchdog(ws);
       // Anything pushed before we subscribed is in the state read.
       this.refreshState();
     });
-    ws.addEventListener("message", (message) => {
-      if (this.ws !== ws) return;
-      this.armWatchdog(ws);
-      let data;
-      try {
-        data = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      this.onMessage(data);
+    watchSocket(this, ws, {
+      timeoutMs: HEARTBEAT_TIMEOUT_MS,
+      onMessage: (data) => this.onMessage(data),
+      onLost: (lost) => this.onSocketLost(lost),
     });
-    ws.addEventListener("close", () => {
-      if (this.ws === ws) this.onSocketLost(ws);
-    });
-  }
-
-  armWatchdog(ws) {
-    clearTimeout(this.watchdog);
-    this.watchdog = setTimeout(() => {
-      if (this.ws !== ws) return;
-      try {
-        ws.close(4000, "heartbeat timeout");
-      } catch {
-        /* already closing */
-      }
-      this.onSocketLost(ws);
-    }, HEARTBEAT_TIMEOUT_MS);
   }
 
   onSocketLost(ws) {

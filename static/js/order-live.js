@@ -24,6 +24,7 @@ import {
   parseTime,
   parseTrajectory,
   readJson,
+  watchSocket,
   wsUrl,
 } from "./map-common.js";
 import { TrajectoryReplay } from "./replay.js";
@@ -608,35 +609,11 @@ class OrderLive {
       return;
     }
     this.ws = ws;
-    ws.addEventListener("open", () => this.armWatchdog(ws));
-    ws.addEventListener("message", (message) => {
-      if (this.ws !== ws) return;
-      this.armWatchdog(ws);
-      let data;
-      try {
-        data = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      this.onMessage(data);
+    watchSocket(this, ws, {
+      timeoutMs: HEARTBEAT_TIMEOUT_MS,
+      onMessage: (data) => this.onMessage(data),
+      onLost: (lost, code) => this.onSocketLost(lost, code),
     });
-    ws.addEventListener("close", (closed) => {
-      if (this.ws === ws) this.onSocketLost(ws, closed.code);
-    });
-  }
-
-  armWatchdog(ws) {
-    clearTimeout(this.watchdog);
-    this.watchdog = setTimeout(() => {
-      // No message, not even a heartbeat: the connection is dead even if the browser has not noticed.
-      if (this.ws !== ws) return;
-      try {
-        ws.close(4000, "heartbeat timeout");
-      } catch {
-        /* already closing */
-      }
-      this.onSocketLost(ws, 4000);
-    }, HEARTBEAT_TIMEOUT_MS);
   }
 
   onMessage(message) {
