@@ -236,21 +236,9 @@ def rider_payload(rider: Rider) -> dict[str, Any]:
     }
 
 
-def rider_position_publish(position: dict[str, Any]) -> None:
-    recorded_at = position.get("last_recorded_at")
-    group_send(
-        OPS_GROUP,
-        {
-            "type": "ops.rider",
-            "rider": {
-                "id": position["rider"],
-                "name": position["name"],
-                "lat": position["last_lat"],
-                "lon": position["last_lon"],
-                "recorded_at": recorded_at.isoformat() if recorded_at else None,
-            },
-        },
-    )
+def rider_position_publish(rider: Rider) -> None:
+    """Tell the ops map a rider moved (same shape as the ops snapshot's riders)."""
+    group_send(OPS_GROUP, {"type": "ops.rider", "rider": rider_payload(rider)})
 
 
 def alert_payload(alert: Alert) -> dict[str, Any]:

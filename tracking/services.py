@@ -179,8 +179,9 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
         )
     Rider.objects.filter(pk=rider.pk).update(**fields)
     if "last_lat" in fields:
-        position = {"rider": rider_user.pk, "name": rider.display_name, **fields}
-        transaction.on_commit(lambda: realtime.rider_position_publish(position))
+        for name, value in fields.items():
+            setattr(rider, name, value)
+        transaction.on_commit(lambda: realtime.rider_position_publish(rider))
     if new_events:
         tracking_events_bulk_created.send(sender=TrackingEvent, events=new_events)
         _jobs_after_commit({event.order_id for event in new_events}, debounced=True)
