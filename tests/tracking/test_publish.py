@@ -88,3 +88,47 @@ def test_refused_write_publishes_nothing(make_order, customer):
 def test_publish_goes_through_redis_layer(make_order, customer, settings):
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
     test_event_is_published_only_after_commit(make_order, customer)
+
+
+def test_point_batches_advance_the_cached_snapshot_exactly_as_a_rebuild(make_order, rider, monkeypatch):
+    import datetime as dt
+
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from orders.models import Order
+    from orders.selectors import order_snapshot_build, snapshot_cache_key
+    from tracking import realtime
+    from tracking.services import LocationPoint, location_points_ingest
+
+    order = make_order("delivering")
+    rebuilds = []
+    real_build = realtime.order_snapshot_build
+    monkeypatch.setattr(realtime, "order_snapshot_build", lambda **kw: rebuilds.append(1) or real_build(**kw))
+    now = timezone.now()  # points before the order's creation would be refused
+
+    def ingest(client_id: str, lat: float, seconds_after: float) -> None:
+        point = LocationPoint(
+            client_id=client_id, lat=lat, lon=121.44, recorded_at=now + dt.timedelta(seconds=seconds_after)
+        )
+        location_points_ingest(rider_user=rider, points=[(0, point)])
+
+    def cached_equals_rebuild() -> bool:
+        fresh = order_snapshot_build(order=Order.objects.get(pk=order.id))
+        return cache.get(snapshot_cache_key(order.id)) == fresh
+
+    ingest("p1", 31.191, 20)  # newest: moves the position
+    assert cached_equals_rebuild()
+    assert cache.get(snapshot_cache_key(order.id))["rider_position"]["lat"] == 31.191
+    ingest("p2", 31.192, 5)  # late: fills history, position stays
+    assert cached_equals_rebuild()
+    assert cache.get(snapshot_cache_key(order.id))["rider_position"]["lat"] == 31.191
+    ingest("p3", 31.193, 20)  # same device time as p1: the later version wins, as in the selector
+    assert cached_equals_rebuild()
+    assert cache.get(snapshot_cache_key(order.id))["rider_position"]["lat"] == 31.193
+    assert rebuilds == []  # points never rebuilt the snapshot
+
+    cache.delete(snapshot_cache_key(order.id))
+    ingest("p4", 31.194, 30)  # nothing cached to advance: rebuilt
+    assert rebuilds == [1]
+    assert cached_equals_rebuild()
