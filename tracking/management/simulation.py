@@ -260,7 +260,11 @@ def history_generate(
     from tracking.tasks import jobs_suspended
 
     rng = random.Random(seed)  # noqa: S311  (a simulation, not cryptography)
-    end = end or timezone.now() - dt.timedelta(hours=1)
+    if end is None:
+        # Anchored to the start of today (local time), not to now: the same seed
+        # then yields the same hours of the day, so the history and a backtest
+        # on it are reproducible whatever the clock says.
+        end = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     # 37 minutes apart: not a divisor of a day, so the orders visit every hour.
     spacing = dt.timedelta(minutes=37)
     skus = list(Product.objects.filter(active=True).values_list("sku", flat=True)[:6])
