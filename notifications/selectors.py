@@ -11,4 +11,4 @@ def notifications_for_user(*, user: AbstractBaseUser) -> QuerySet[Notification]:
 
 
 def notifications_unread_count(*, user: AbstractBaseUser) -> int:
-    return Notification.objects.filter(user=user, read=False).count()
+    return Notification.objects.filter(user=user, read_at__isnull=True).count()

@@ -1,14 +1,24 @@
 """Creating notifications: stored, pushed live after commit, e-mailed when important."""
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mail
 from django.db import transaction
+from django.utils import timezone
 
 from notifications.models import Notification
-from orders.errors import NotFound
-from orders.models import Order
-from tracking import realtime
+from xiaoxiang.errors import NotFound
+from xiaoxiang.push import group_send
+
+if TYPE_CHECKING:
+    from orders.models import Order
+
+
+def notifications_group(user_id: int) -> str:
+    """The one place that names a user's notification group."""
+    return f"notifications.{user_id}"
 
 
 def notification_payload(notification: Notification) -> dict:
@@ -18,8 +28,8 @@ def notification_payload(notification: Notification) -> dict:
         "title": notification.title,
         "body": notification.body,
         "order": notification.order_id,
-        "created": notification.created.isoformat(),
-        "read": notification.read,
+        "created": notification.created_at.isoformat(),
+        "read": notification.is_read,
     }
 
 
@@ -29,16 +39,14 @@ def notification_send(
     kind: str,
     title: str,
     body: str = "",
-    order: Order | None = None,
+    order: "Order | None" = None,
     email: bool = False,
 ) -> Notification:
     """Store a notification for `user`; after commit push it on /ws/notifications/ and, if asked, e-mail it."""
     notification = Notification.objects.create(user=user, order=order, kind=kind, title=title, body=body)
     payload = notification_payload(notification)
     transaction.on_commit(
-        lambda: realtime.group_send(
-            realtime.notifications_group(user.pk), {"type": "notification.created", "notification": payload}
-        )
+        lambda: group_send(notifications_group(user.pk), {"type": "notification.created", "notification": payload})
     )
     if email and user.email:
         transaction.on_commit(
@@ -49,17 +57,16 @@ def notification_send(
 
 # What each order notification says and whether it is important enough to e-mail.
 ORDER_NOTICES: dict[str, tuple[str, str, bool]] = {
-    "paid": ("订单已支付", "我们已收到订单 {order} 的付款，仓库即将开始拣货。", False),
-    "picking": ("开始拣货", "仓库已开始为订单 {order} 拣货。", False),
-    "dispatched": ("骑手已出发", "订单 {order} 已交给骑手 {rider}，正在配送中。", True),
-    "delivered": ("订单已送达", "订单 {order} 已送达，祝您用餐愉快。", True),
-    "cancelled": ("订单已取消", "订单 {order} 已取消。", True),
-    "late": ("订单可能延迟", "订单 {order} 可能晚于承诺时间送达，我们正在处理。", True),
-    "assigned": ("新的配送任务", "订单 {order} 已分配给您，请到仓库取货。", False),
+    "order.paid": ("订单已支付", "我们已收到订单 {order} 的付款，仓库即将开始拣货。", False),
+    "order.picking": ("开始拣货", "仓库已开始为订单 {order} 拣货。", False),
+    "order.dispatched": ("骑手已出发", "订单 {order} 已交给骑手 {rider}，正在配送中。", True),
+    "order.delivered": ("订单已送达", "订单 {order} 已送达，祝您用餐愉快。", True),
+    "order.cancelled": ("订单已取消", "订单 {order} 已取消。", True),
+    "order.assigned": ("新的配送任务", "订单 {order} 已分配给您，请到仓库取货。", False),
 }
 
 
-def order_notify(*, order: Order, kind: str, user: AbstractBaseUser | None = None) -> Notification:
+def order_notify(*, order: "Order", kind: str, user: AbstractBaseUser | None = None) -> Notification:
     """Tell the order's customer (or `user`, e.g. its rider) about `kind`; call inside the change's transaction."""
     title, body, email = ORDER_NOTICES[kind]
     rider = getattr(getattr(order.rider, "rider_profile", None), "display_name", None) if order.rider else None
@@ -79,7 +86,7 @@ def notification_mark_read(*, user: AbstractBaseUser, notification_id: int) -> N
     notification = Notification.objects.select_for_update().filter(pk=notification_id, user=user).first()
     if notification is None:
         raise NotFound()
-    if not notification.read:
-        notification.read = True
-        notification.save(update_fields=["read"])
+    if notification.read_at is None:
+        notification.read_at = timezone.now()
+        notification.save(update_fields=["read_at"])
     return notification

@@ -3,9 +3,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from orders import services
-from orders.errors import DomainError
 from orders.models import Order, OrderItem, Product, Warehouse, WarehouseOperator
 from tracking.models import TrackingEvent
+from xiaoxiang.errors import DomainError
 
 
 @admin.register(Product)

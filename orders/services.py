@@ -1,5 +1,7 @@
 """The order lifecycle. Each write locks the order, checks the transition,
-bumps the version by exactly one and records the tracking event, atomically."""
+bumps the version by exactly one and records the tracking event, atomically;
+then says, in order, what follows it: the notifications, and the ETA and
+alert jobs (both sent only once the transaction commits)."""
 
 import datetime as dt
 from collections import OrderedDict
@@ -17,11 +19,12 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from notifications.services import order_notify
-from orders.errors import Conflict, InvalidInput, NotFound
 from orders.models import STAGE_ORDER, Order, OrderItem, OrderStatus, Product, Stage, Warehouse
+from tracking.events import tracking_event_record
+from tracking.jobs import order_jobs_after_commit
 from tracking.models import EventKind, OperatorType
 from tracking.selectors import rider_nearest_available, riders_available
-from tracking.services import tracking_event_record
+from xiaoxiang.errors import Conflict, InvalidInput, NotFound
 from xiaoxiang.geo import haversine_m
 
 MAX_QUANTITY = 99
@@ -128,8 +131,15 @@ def order_pay(*, order_id: str, customer: AbstractBaseUser, expected_version: in
     order.paid_at = timezone.now()
     # The promise counts from payment: that is when the warehouse starts.
     order.promised_at = order.paid_at + dt.timedelta(minutes=settings.DELIVERY_PROMISE_MINUTES)
-    tracking_event_record(order=order, kind=EventKind.STATUS, operator=customer, operator_type=OperatorType.CUSTOMER)
-    order_notify(order=order, kind="paid")
+    tracking_event_record(
+        order=order,
+        kind=EventKind.STATUS,
+        changed_fields=["status", "paid_at", "promised_at"],
+        operator=customer,
+        operator_type=OperatorType.CUSTOMER,
+    )
+    order_notify(order=order, kind="order.paid")
+    order_jobs_after_commit([order.pk])
     return order
 
 
@@ -143,8 +153,16 @@ def order_cancel(*, order_id: str, actor: AbstractBaseUser, expected_version: in
     _require_status(order, {OrderStatus.PENDING_PAYMENT, OrderStatus.PAID}, "cancel")
     order.status = OrderStatus.CANCELLED
     order.cancelled_at = timezone.now()
-    tracking_event_record(order=order, kind=EventKind.STATUS, operator=actor, operator_type=_operator_type(actor))
-    order_notify(order=order, kind="cancelled")
+    tracking_event_record(
+        order=order,
+        kind=EventKind.STATUS,
+        changed_fields=["status", "cancelled_at"],
+        operator=actor,
+        operator_type=_operator_type(actor),
+    )
+    order_notify(order=order, kind="order.cancelled")
+    # Resolves the order's open alerts.
+    order_jobs_after_commit([order.pk])
     return order
 
 
@@ -172,10 +190,16 @@ def order_stage_report(
         raise Conflict(f"Stage {stage} cannot follow {order.stage}.", version=order.version)
     order.stage = stage
     tracking_event_record(
-        order=order, kind=EventKind.STAGE, stage=stage, operator=operator, operator_type=OperatorType.WAREHOUSE
+        order=order,
+        kind=EventKind.STAGE,
+        changed_fields=["stage"],
+        stage=stage,
+        operator=operator,
+        operator_type=OperatorType.WAREHOUSE,
     )
     if stage == Stage.PICKING:
-        order_notify(order=order, kind="picking")
+        order_notify(order=order, kind="order.picking")
+    order_jobs_after_commit([order.pk])
     return order
 
 
@@ -209,14 +233,16 @@ def order_dispatch(
     tracking_event_record(
         order=order,
         kind=EventKind.STATUS,
+        changed_fields=["status", "rider", "dispatched_at"],
         operator=operator,
         operator_type=OperatorType.WAREHOUSE,
         latitude=float(order.warehouse.latitude),
         longitude=float(order.warehouse.longitude),
         data={"rider": rider_user.get_username()},
     )
-    order_notify(order=order, kind="dispatched")
-    order_notify(order=order, kind="assigned", user=rider_user)
+    order_notify(order=order, kind="order.dispatched")
+    order_notify(order=order, kind="order.assigned", user=rider_user)
+    order_jobs_after_commit([order.pk])
     return order
 
 
@@ -230,8 +256,15 @@ def order_mark_delivered(*, order_id: str, rider: AbstractBaseUser, expected_ver
     _require_status(order, {OrderStatus.DELIVERING}, "mark delivered")
     order.status = OrderStatus.COMPLETED
     order.delivered_at = timezone.now()
-    tracking_event_record(order=order, kind=EventKind.STATUS, operator=rider, operator_type=OperatorType.RIDER)
-    order_notify(order=order, kind="delivered")
+    tracking_event_record(
+        order=order,
+        kind=EventKind.STATUS,
+        changed_fields=["status", "delivered_at"],
+        operator=rider,
+        operator_type=OperatorType.RIDER,
+    )
+    order_notify(order=order, kind="order.delivered")
+    order_jobs_after_commit([order.pk])
     return order
 
 

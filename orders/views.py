@@ -6,9 +6,10 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from orders.errors import NotFound
 from orders.models import OrderStatus
-from orders.selectors import order_get_for_user, order_snapshot, orders_visible_to, snapshot_for_role, viewer_role
+from orders.selectors import order_get_for_user, orders_visible_to, viewer_role
+from tracking.snapshot import order_snapshot_for_role
+from xiaoxiang.errors import NotFound
 
 # What a customer reads: "paid" means the warehouse is working on it.
 CUSTOMER_STATUS_LABELS = {
@@ -45,7 +46,7 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse:
     except NotFound:
         raise Http404("No such order.") from None
     role = viewer_role(user=request.user, order=order)
-    snapshot = snapshot_for_role(order_snapshot(order=order), role, status=order.status)
+    snapshot = order_snapshot_for_role(order=order, role=role)
     context = {
         "order": order,
         "snapshot": snapshot,

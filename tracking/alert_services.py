@@ -3,18 +3,21 @@
 import datetime as dt
 import logging
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from notifications.models import Notification
 from notifications.services import notification_send
 from orders.models import Order, OrderStatus
-from tracking import alerts, realtime
+from tracking import alerts
 from tracking.alerts import Finding, Thresholds
-from tracking.conf import jobs_setting
-from tracking.eta import ARRIVAL_RADIUS_M, TrackPoint
+from tracking.eta import TrackPoint
+from tracking.events import tracking_event_record
 from tracking.models import Alert, AlertKind, EventKind, OperatorType, Rider, TrackingEvent
-from tracking.services import tracking_event_record
+from tracking.ops import ops_alert_payload
+from tracking.publish import alert_publish
+from tracking.wire import alert_payload
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +29,13 @@ TRACK_WINDOW_MAX_POINTS = 1000
 
 def alert_thresholds() -> Thresholds:
     return Thresholds(
-        stall_seconds=jobs_setting("ALERT_STALL_SECONDS"),
-        stall_radius_m=jobs_setting("ALERT_STALL_RADIUS_M"),
-        away_points=jobs_setting("ALERT_DEVIATION_AWAY_POINTS"),
-        away_min_m=jobs_setting("ALERT_DEVIATION_AWAY_MIN_M"),
-        corridor_m=jobs_setting("ALERT_DEVIATION_CORRIDOR_M"),
-        offline_seconds=jobs_setting("ALERT_OFFLINE_SECONDS"),
-        late_grace_seconds=jobs_setting("ALERT_LATE_GRACE_SECONDS"),
-        arrival_radius_m=ARRIVAL_RADIUS_M,
+        stall_seconds=settings.ALERT_STALL_SECONDS,
+        stall_radius_m=settings.ALERT_STALL_RADIUS_M,
+        away_points=settings.ALERT_DEVIATION_AWAY_POINTS,
+        away_min_m=settings.ALERT_DEVIATION_AWAY_MIN_M,
+        corridor_m=settings.ALERT_DEVIATION_CORRIDOR_M,
+        offline_seconds=settings.ALERT_OFFLINE_SECONDS,
+        late_grace_seconds=settings.ALERT_LATE_GRACE_SECONDS,
     )
 
 
@@ -99,22 +101,7 @@ def order_alerts_evaluate(*, order_id: str, now: dt.datetime | None = None) -> d
 
 
 def _alert_event_data(alert: Alert, state: str) -> dict:
-    return {
-        "alert": {
-            "id": alert.pk,
-            "kind": alert.kind,
-            "state": state,
-            "message": alert.message,
-            "opened_at": alert.opened_at.isoformat() if alert.opened_at else None,
-            "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
-        }
-    }
-
-
-def _publish(alert: Alert) -> None:
-    publish = getattr(realtime, "alert_publish", None)
-    if publish is not None:
-        publish(alert)  # schedules its own on_commit send
+    return {"alert": {**alert_payload(alert), "state": state}}
 
 
 @transaction.atomic
@@ -135,7 +122,7 @@ def alert_open(*, order_id: str, finding: Finding) -> Alert | None:
     tracking_event_record(
         order=order, kind=EventKind.ALERT, operator_type=OperatorType.SYSTEM, data=_alert_event_data(alert, "open")
     )
-    _publish(alert)
+    alert_publish(ops_alert_payload(alert))
     # Told once per order: a late alert that resolves and opens again (an ETA
     # hovering around the promise) must not ring the customer each time. The
     # order row is locked, so two workers cannot both see "not told yet".
@@ -170,7 +157,7 @@ def alert_resolve(*, order_id: str, kind: str) -> Alert | None:
     tracking_event_record(
         order=order, kind=EventKind.ALERT, operator_type=OperatorType.SYSTEM, data=_alert_event_data(alert, "resolved")
     )
-    _publish(alert)
+    alert_publish(ops_alert_payload(alert))
     logger.info("alert resolved: %s %s", kind, order.pk)
     return alert
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracking.eta import TrackPoint
+from tracking.eta import ARRIVAL_RADIUS_M, TrackPoint
 from xiaoxiang.geo import EARTH_RADIUS_M, haversine_m
 
 STALL = "stall"
@@ -27,14 +27,16 @@ JITTER_M = 5.0
 
 @dataclass(frozen=True)
 class Thresholds:
-    stall_seconds: float = 240.0
-    stall_radius_m: float = 30.0
-    away_points: int = 4
-    away_min_m: float = 100.0
-    corridor_m: float = 800.0
-    offline_seconds: float = 180.0
-    late_grace_seconds: float = 60.0
-    arrival_radius_m: float = 60.0
+    """The ALERT_* settings (defaults and meaning in xiaoxiang/settings.py)."""
+
+    stall_seconds: float
+    stall_radius_m: float
+    away_points: int
+    away_min_m: float
+    corridor_m: float
+    offline_seconds: float
+    late_grace_seconds: float
+    arrival_radius_m: float = ARRIVAL_RADIUS_M
 
 
 @dataclass(frozen=True)

@@ -1,252 +1,53 @@
 """WebSocket consumers: /ws/orders/{id}/ and /ws/ops/ (DESIGN.md section 5).
 
-StreamConsumer holds what every socket shares: authentication (session
-cookie or a first-message JWT), the 4401/4429 rules, the heartbeat and the
-connection slots. The subclasses authorize with the REST selectors and
-forward what the publish path (tracking.realtime) already shaped.
+They authorize with the REST selectors and forward what the publish path
+(tracking.publish) already shaped; authentication, limits and the heartbeat
+come from xiaoxiang.sockets.StreamConsumer.
 """
 
 import asyncio
-import json
 import logging
-import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
-from rest_framework.exceptions import AuthenticationFailed
-from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
-from rest_framework_simplejwt.tokens import AccessToken
 
-from orders.errors import NotFound
 from orders.models import Order
-from orders.selectors import order_get_for_user, order_snapshot, snapshot_for_role, viewer_role
-from tracking import realtime
-from tracking.conf import connection_slot_ttl, realtime_setting
+from orders.selectors import order_get_for_user, viewer_role
+from tracking.ops import ops_state
+from tracking.publish import OPS_GROUP, order_group
+from tracking.role_views import event_for_role, role_view
+from tracking.snapshot import order_snapshot_for_role, order_version_hint
+from tracking.stream import order_resync_frames
+from xiaoxiang.errors import NotFound
+from xiaoxiang.ids import order_id_valid
+from xiaoxiang.sockets import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, StreamConsumer
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
-CLOSE_TOO_MANY = 4429
-
-
-def _user_from_token(token: str) -> tuple[AbstractBaseUser, float]:
-    """The active user a valid, unexpired, unrevoked access token names, and its expiry (epoch seconds)."""
-    validated = AccessToken(token)
-    user = JWTAuthentication().get_user(validated)
-    return user, float(validated["exp"])
-
 
 def _hints(method):
-    # Cache reads only (Redis): off the shared database thread as well.
+    # Cache reads only (Redis): off the shared database thread.
     return sync_to_async(method, thread_sensitive=False)
-
-
-def _slots(method):
-    # Redis only, no database: off the shared database thread, so slot
-    # bookkeeping never queues behind other sockets' queries.
-    return sync_to_async(method, thread_sensitive=False)
-
-
-class MessageBucket:
-    """Token bucket: `rate` messages per second with a burst of `rate`."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.updated_at = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.updated_at) * self.rate)
-        self.updated_at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
-class StreamConsumer(AsyncJsonWebsocketConsumer):
-    """Authentication, limits and heartbeat for every socket; subclasses implement `opened`."""
-
-    async def connect(self) -> None:
-        self.user: AbstractBaseUser | None = None
-        self.closing = False
-        self.joined: list[str] = []
-        self.slots: list[str] = []
-        self.tasks: list[asyncio.Task] = []
-        self.expiry_task: asyncio.Task | None = None
-        self.auth_task: asyncio.Task | None = None
-        # The heartbeat runs beside the message loop; both send frames.
-        self.send_lock = asyncio.Lock()
-        self.bucket = MessageBucket(realtime_setting("WS_MAX_MESSAGES_PER_SECOND"))
-        # Accept first: close codes only exist on an open socket.
-        await self.accept()
-        client = self.scope.get("client") or ["unknown"]
-        if not await self.slot_take(f"ip:{client[0]}", realtime_setting("WS_MAX_CONNECTIONS_PER_IP")):
-            await self.deny(CLOSE_TOO_MANY)
-            return
-        # The Origin check strips cookies from handshakes without Origin, so
-        # a user here came from a same-site browser session.
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated:
-            await self.authenticated(user, expires_at=None)
-        else:
-            self.auth_task = asyncio.create_task(self._auth_deadline())
-
-    async def disconnect(self, code: int) -> None:
-        self.closing = True
-        for task in [*self.tasks, self.auth_task, self.expiry_task]:
-            if task is not None:
-                task.cancel()
-        for group in getattr(self, "joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
-        for scope in getattr(self, "slots", []):
-            await _slots(realtime.connection_slots.release)(scope=scope, member=self.channel_name)
-
-    async def deny(self, code: int) -> None:
-        if not self.closing:
-            self.closing = True
-            await self.close(code=code)
-
-    # --- client frames ---------------------------------------------------------
-
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.closing:
-            return
-        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
-        if size > realtime_setting("WS_MAX_FRAME_BYTES") or not self.bucket.take():
-            await self.deny(CLOSE_TOO_MANY)
-            return
-        try:
-            content = json.loads(text_data) if text_data is not None else None
-        except ValueError:
-            content = None
-        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
-            if self.user is None:
-                await self.deny(CLOSE_UNAUTHENTICATED)
-            else:
-                await self.send_json({"type": "error", "detail": 'Send a JSON object with a "type".'})
-            return
-        if content["type"] == "auth":
-            await self.authenticate_token(content.get("token"))
-        elif self.user is None:
-            await self.deny(CLOSE_UNAUTHENTICATED)
-        else:
-            await self.receive_message(content)
-
-    async def receive_message(self, content: dict[str, Any]) -> None:
-        await self.send_json({"type": "error", "detail": f"Unknown message type {content['type']!r}."})
-
-    # --- authentication ----------------------------------------------------------
-
-    async def _auth_deadline(self) -> None:
-        await asyncio.sleep(realtime_setting("WS_AUTH_TIMEOUT_SECONDS"))
-        if self.user is None:
-            await self.deny(CLOSE_UNAUTHENTICATED)
-
-    async def _expire_at(self, expires_at: float) -> None:
-        await asyncio.sleep(max(0.0, expires_at - time.time()))
-        await self.deny(CLOSE_UNAUTHENTICATED)
-
-    async def authenticate_token(self, token: Any) -> None:
-        if not isinstance(token, str) or not token:
-            await self.deny(CLOSE_UNAUTHENTICATED)
-            return
-        try:
-            user, expires_at = await database_sync_to_async(_user_from_token)(token)
-        except (TokenError, InvalidToken, AuthenticationFailed):
-            await self.deny(CLOSE_UNAUTHENTICATED)
-            return
-        if self.user is None:
-            await self.authenticated(user, expires_at=expires_at)
-        elif user.pk == self.user.pk:
-            # A fresh token for the same user extends the socket's life.
-            self._schedule_expiry(expires_at)
-        else:
-            await self.deny(CLOSE_UNAUTHENTICATED)
-
-    def _schedule_expiry(self, expires_at: float | None) -> None:
-        if self.expiry_task is not None:
-            self.expiry_task.cancel()
-        self.expiry_task = asyncio.create_task(self._expire_at(expires_at)) if expires_at is not None else None
-
-    async def authenticated(self, user: AbstractBaseUser, *, expires_at: float | None) -> None:
-        if self.auth_task is not None:
-            self.auth_task.cancel()
-        if not await self.slot_take(f"user:{user.pk}", realtime_setting("WS_MAX_CONNECTIONS_PER_USER")):
-            await self.deny(CLOSE_TOO_MANY)
-            return
-        self.user = user
-        self._schedule_expiry(expires_at)
-        await self.opened()
-        if not self.closing:
-            self.tasks.append(asyncio.create_task(self._heartbeat_loop()))
-
-    async def opened(self) -> None:
-        """Authorize, join groups and send the first frame; close with a code when not allowed."""
-        raise NotImplementedError
-
-    # --- groups, slots, heartbeat ------------------------------------------------
-
-    async def join(self, group: str) -> None:
-        await self.channel_layer.group_add(group, self.channel_name)
-        if group not in self.joined:
-            self.joined.append(group)
-
-    async def slot_take(self, scope: str, limit: int) -> bool:
-        taken = await _slots(realtime.connection_slots.acquire)(
-            scope=scope, member=self.channel_name, limit=limit, ttl=connection_slot_ttl()
-        )
-        if taken:
-            self.slots.append(scope)
-        return taken
-
-    async def _heartbeat_loop(self) -> None:
-        while not self.closing:
-            await asyncio.sleep(realtime_setting("WS_HEARTBEAT_SECONDS"))
-            try:
-                # Re-join: group membership expires (group_expiry) unless renewed.
-                for group in self.joined:
-                    await self.channel_layer.group_add(group, self.channel_name)
-                for scope in self.slots:
-                    await _slots(realtime.connection_slots.renew)(
-                        scope=scope, member=self.channel_name, ttl=connection_slot_ttl()
-                    )
-                async with self.send_lock:
-                    if not self.closing:
-                        await self.heartbeat()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # One failed beat (Redis hiccup) must not end the socket's heartbeat.
-                logger.exception("heartbeat failed on %s", self.channel_name)
-
-    async def heartbeat(self) -> None:
-        await self.send_json({"type": "heartbeat", "server_time": timezone.now().isoformat()})
 
 
 def _order_open(user: AbstractBaseUser, order_id: str) -> tuple[str, dict[str, Any]]:
     order = order_get_for_user(user=user, order_id=order_id)
     role = viewer_role(user=user, order=order)
-    snapshot = order_snapshot(order=order)
-    return role, snapshot_for_role(snapshot, role, status=snapshot["status"])
+    return role, order_snapshot_for_role(order=order, role=role)
 
 
 def _order_resync(user: AbstractBaseUser, order_id: str, since_version: int) -> list[dict[str, Any]]:
     # Visibility is checked again: a client's resync is a read like the REST detail.
     order = order_get_for_user(user=user, order_id=order_id)
-    return realtime.order_resync_frames(
+    return order_resync_frames(
         order=order,
         role=viewer_role(user=user, order=order),
         since_version=since_version,
-        max_events=realtime_setting("WS_RESYNC_MAX_EVENTS"),
+        max_events=settings.WS_RESYNC_MAX_EVENTS,
     )
 
 
@@ -254,8 +55,8 @@ def _order_repair(order_id: str, role: str, since_version: int) -> list[dict[str
     order = Order.objects.select_related("warehouse", "rider", "rider__rider_profile").filter(pk=order_id).first()
     if order is None:
         raise NotFound()
-    return realtime.order_resync_frames(
-        order=order, role=role, since_version=since_version, max_events=realtime_setting("WS_RESYNC_MAX_EVENTS")
+    return order_resync_frames(
+        order=order, role=role, since_version=since_version, max_events=settings.WS_RESYNC_MAX_EVENTS
     )
 
 
@@ -266,7 +67,7 @@ _repairs: dict[tuple[str, str, int], asyncio.Future] = {}
 
 
 async def _shared_repair(order_id: str, role: str, since_version: int) -> list[dict[str, Any]]:
-    key = (order_id, realtime.role_view(role), since_version)
+    key = (order_id, role_view(role), since_version)
     future = _repairs.get(key)
     if future is None or future.get_loop() is not asyncio.get_running_loop():
         future = asyncio.ensure_future(database_sync_to_async(_order_repair)(order_id, role, since_version))
@@ -282,12 +83,12 @@ class OrderConsumer(StreamConsumer):
         self.order_id: str = self.scope["url_route"]["kwargs"]["order_id"]
         self.version: int | None = None
         self.behind_at: int | None = None
-        if not realtime.order_id_valid(self.order_id):
+        if not order_id_valid(self.order_id):
             await self.deny(CLOSE_NOT_FOUND)
             return
         # Join before reading the snapshot, so no event can fall between them;
         # events already in the snapshot are skipped by version.
-        await self.join(realtime.order_group(self.order_id))
+        await self.join(order_group(self.order_id))
         try:
             self.role, order = await database_sync_to_async(_order_open)(self.user, self.order_id)
         except NotFound:
@@ -303,7 +104,7 @@ class OrderConsumer(StreamConsumer):
         # disconnecting mid-receive) or drop it; waiting for the heartbeat
         # would leave the client up to two beats behind, so glance between beats.
         while not self.closing:
-            await asyncio.sleep(realtime_setting("WS_CATCH_UP_SECONDS"))
+            await asyncio.sleep(settings.WS_CATCH_UP_SECONDS)
             try:
                 async with self.send_lock:
                     if not self.closing:
@@ -316,7 +117,7 @@ class OrderConsumer(StreamConsumer):
     async def order_events(self, message: dict[str, Any]) -> None:
         if self.version is None or self.closing:
             return
-        view = realtime.role_view(self.role)
+        view = role_view(self.role)
         async with self.send_lock:
             for payload, changes in zip(message["events"], message["changes"], strict=True):
                 if payload["version"] <= self.version:
@@ -330,7 +131,7 @@ class OrderConsumer(StreamConsumer):
                     {
                         "type": "event",
                         "version": payload["version"],
-                        "event": realtime.event_for_role(payload, self.role),
+                        "event": event_for_role(payload, self.role),
                         "changes": changes[view],
                     }
                 )
@@ -376,7 +177,7 @@ class OrderConsumer(StreamConsumer):
         """Repair a publish missing since the previous check; False when the order is gone. Hold send_lock."""
         if self.version is None:
             return True
-        current = await _hints(realtime.order_version_hint)(order_id=self.order_id)
+        current = await _hints(order_version_hint)(order_id=self.order_id)
         if current is None:
             await self.deny(CLOSE_NOT_FOUND)
             return False
@@ -405,10 +206,10 @@ class OpsConsumer(StreamConsumer):
         if not self.user.is_staff:
             await self.deny(CLOSE_FORBIDDEN)
             return
-        await self.join(realtime.OPS_GROUP)
-        state = await database_sync_to_async(realtime.ops_state)()
+        await self.join(OPS_GROUP)
+        state = await database_sync_to_async(ops_state)()
         async with self.send_lock:
-            await self.send_json(state)
+            await self.send_json({"type": "ops.snapshot", **state})
 
     async def ops_rider(self, message: dict[str, Any]) -> None:
         async with self.send_lock:

@@ -1,8 +1,8 @@
-"""ETA as pure functions: fit a small model on completed deliveries, predict, backtest.
+"""ETA as pure functions: fit a small model on completed deliveries, and predict.
 
 No database here: callers pass plain `Delivery` records and track points, so
-the same code serves the live recompute, the refit job, `eta_backtest` and
-the unit tests.
+the same code serves the live recompute, the refit job, the backtest
+(tracking.eta_backtest) and the unit tests.
 
 The model
 ---------
@@ -53,8 +53,6 @@ DEFAULT_PACE_S_PER_M = 3.6 / 15.0  # 15 km/h along the street grid
 DEFAULT_PHASE_SECONDS = {"queue": 60.0, "picking": 300.0, "packing": 120.0, "dispatch": 90.0}
 DEFAULT_HANDOVER_SECONDS = 90.0
 
-# Naive baseline for the backtest: straight-line distance at a fixed 15 km/h, no handover.
-BASELINE_SPEED_MPS = 15.0 / 3.6
 
 # Warehouse phases in order, and the order stage that starts each one ("" = just paid).
 PHASES = ("queue", "picking", "packing", "dispatch")
@@ -175,7 +173,7 @@ def _grid_to(point: TrackPoint | tuple[float, float], destination: tuple[float, 
     return grid_distance_m((point.lat, point.lon) if isinstance(point, TrackPoint) else point, destination)
 
 
-def _distance_to(point: TrackPoint | tuple[float, float], destination: tuple[float, float]) -> float:
+def distance_to(point: TrackPoint | tuple[float, float], destination: tuple[float, float]) -> float:
     lat, lon = (point.lat, point.lon) if isinstance(point, TrackPoint) else point
     return haversine_m(lat, lon, destination[0], destination[1])
 
@@ -183,10 +181,7 @@ def _distance_to(point: TrackPoint | tuple[float, float], destination: tuple[flo
 def arrival_at(delivery: Delivery) -> dt.datetime | None:
     """When the rider first came within ARRIVAL_RADIUS_M of the door, if the track shows it."""
     for point in sorted(delivery.points, key=lambda p: p.recorded_at):
-        if (
-            point.recorded_at >= delivery.dispatched_at
-            and _distance_to(point, delivery.destination) <= ARRIVAL_RADIUS_M
-        ):
+        if point.recorded_at >= delivery.dispatched_at and distance_to(point, delivery.destination) <= ARRIVAL_RADIUS_M:
             return min(point.recorded_at, delivery.delivered_at)
     return None
 
@@ -230,7 +225,7 @@ def eta_fit(deliveries: Iterable[Delivery], *, tz: dt.tzinfo) -> EtaParams:
         starts = [TrackPoint(*delivery.warehouse, delivery.dispatched_at)]
         starts += [p for p in delivery.points if delivery.dispatched_at <= p.recorded_at < arrived]
         for point in starts:
-            if _distance_to(point, delivery.destination) <= ARRIVAL_RADIUS_M:
+            if distance_to(point, delivery.destination) <= ARRIVAL_RADIUS_M:
                 continue
             grid = _grid_to(point, delivery.destination)
             pace = (arrived - point.recorded_at).total_seconds() / _ride_metres(grid)
@@ -290,7 +285,7 @@ def eta_predict_delivering(
         origin, base = (position.lat, position.lon), position.recorded_at
     else:
         origin, base = warehouse, dispatched_at or now
-    at_door = _distance_to(origin, destination) <= ARRIVAL_RADIUS_M
+    at_door = distance_to(origin, destination) <= ARRIVAL_RADIUS_M
     if at_door and arrived_at is not None:
         eta = arrived_at + dt.timedelta(seconds=params.handover_seconds)
     else:
@@ -303,7 +298,7 @@ def track_arrived_at(points: Iterable[TrackPoint], destination: tuple[float, flo
     """When the rider reached the door: the start of the newest unbroken run of points within the radius."""
     arrived = None
     for point in sorted(points, key=lambda p: p.recorded_at):
-        arrived = arrived or point.recorded_at if _distance_to(point, destination) <= ARRIVAL_RADIUS_M else None
+        arrived = arrived or point.recorded_at if distance_to(point, destination) <= ARRIVAL_RADIUS_M else None
     return arrived
 
 
@@ -323,82 +318,3 @@ def eta_predict_paid(
     )
     travel = travel_seconds(params, grid_m=_grid_to(warehouse, destination), at=departure, tz=tz)
     return departure + dt.timedelta(seconds=travel + params.handover_seconds)
-
-
-def baseline_predict(*, at: dt.datetime, distance_m: float) -> dt.datetime:
-    """The naive estimate the model must beat: distance over a fixed speed."""
-    return at + dt.timedelta(seconds=distance_m / BASELINE_SPEED_MPS)
-
-
-@dataclass(frozen=True)
-class ErrorSummary:
-    count: int
-    mean_seconds: float
-    p90_seconds: float
-
-
-@dataclass(frozen=True)
-class BacktestReport:
-    train_deliveries: int
-    test_deliveries: int
-    model: ErrorSummary
-    baseline: ErrorSummary
-    params: EtaParams
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
-
-
-def summarize(errors: Sequence[float]) -> ErrorSummary:
-    if not errors:
-        return ErrorSummary(count=0, mean_seconds=math.nan, p90_seconds=math.nan)
-    return ErrorSummary(count=len(errors), mean_seconds=statistics.fmean(errors), p90_seconds=percentile(errors, 0.9))
-
-
-def split_history(deliveries: Sequence[Delivery], *, test_fraction: float = 0.2) -> tuple[list, list]:
-    """Oldest deliveries train, the newest `test_fraction` are held out (no peeking at the future)."""
-    ordered = sorted(deliveries, key=lambda d: d.delivered_at)
-    held_out = max(1, round(len(ordered) * test_fraction)) if ordered else 0
-    return ordered[: len(ordered) - held_out], ordered[len(ordered) - held_out :]
-
-
-def eta_backtest(deliveries: Sequence[Delivery], *, tz: dt.tzinfo, test_fraction: float = 0.2) -> BacktestReport:
-    """Fit on the older deliveries, then predict the delivery time of each held-out one
-    at dispatch and at every point of its ride, beside the naive baseline."""
-    train, test = split_history(deliveries, test_fraction=test_fraction)
-    params = eta_fit(train, tz=tz)
-    model_errors: list[float] = []
-    baseline_errors: list[float] = []
-    for delivery in test:
-        ride = [p for p in delivery.points if delivery.dispatched_at <= p.recorded_at < delivery.delivered_at]
-        checkpoints: list[TrackPoint | None] = [None, *ride]
-        for index, point in enumerate(checkpoints):
-            now = point.recorded_at if point is not None else delivery.dispatched_at
-            predicted = eta_predict_delivering(
-                params,
-                now=now,
-                destination=delivery.destination,
-                warehouse=delivery.warehouse,
-                dispatched_at=delivery.dispatched_at,
-                position=point,
-                tz=tz,
-                # Only what was known then: the track up to this checkpoint.
-                arrived_at=track_arrived_at(ride[:index], delivery.destination),
-            )
-            origin = (point.lat, point.lon) if point is not None else delivery.warehouse
-            naive = baseline_predict(at=now, distance_m=_distance_to(origin, delivery.destination))
-            model_errors.append(abs((predicted - delivery.delivered_at).total_seconds()))
-            baseline_errors.append(abs((naive - delivery.delivered_at).total_seconds()))
-    return BacktestReport(
-        train_deliveries=len(train),
-        test_deliveries=len(test),
-        model=summarize(model_errors),
-        baseline=summarize(baseline_errors),
-        params=params,
-    )

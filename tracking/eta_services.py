@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from notifications.services import notification_send
 from orders.models import Order, OrderStatus
-from tracking.conf import jobs_setting
 from tracking.eta import (
     Delivery,
     EtaParams,
@@ -22,8 +21,8 @@ from tracking.eta import (
     eta_predict_paid,
     track_arrived_at,
 )
+from tracking.events import tracking_event_record
 from tracking.models import EtaFit, EventKind, OperatorType, TrackingEvent
-from tracking.services import tracking_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +174,7 @@ def _order_eta_store(*, order_id: str, eta: dt.datetime) -> bool:
     eta = eta.replace(microsecond=0)
     previous = order.eta
     change = (eta - previous).total_seconds() if previous is not None else None
-    if change is not None and abs(change) < jobs_setting("ETA_MIN_CHANGE_SECONDS"):
+    if change is not None and abs(change) < settings.ETA_MIN_CHANGE_SECONDS:
         return False
     # What the customer was last told: the first ETA (shown on the order page)
     # or the last one notified. Measuring from it, not from the previous
@@ -190,11 +189,12 @@ def _order_eta_store(*, order_id: str, eta: dt.datetime) -> bool:
     if last_event_data and last_event_data.get("told_eta"):
         told_eta = dt.datetime.fromisoformat(last_event_data["told_eta"])
     drift = (eta - told_eta).total_seconds() if told_eta is not None else 0.0
-    notify = abs(drift) >= jobs_setting("ETA_NOTIFY_CHANGE_SECONDS")
+    notify = abs(drift) >= settings.ETA_NOTIFY_CHANGE_SECONDS
     order.eta = eta
     tracking_event_record(
         order=order,
         kind=EventKind.ETA,
+        changed_fields=["eta"],
         operator_type=OperatorType.SYSTEM,
         data={
             "eta": eta.isoformat(),

@@ -1,8 +1,7 @@
-"""Writes of tracking data: every change of an order becomes a versioned event."""
+"""Rider GPS ingest: validated points become location events on the rider's delivering orders."""
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -12,57 +11,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from orders.models import Order, OrderStatus
-from tracking import realtime
+from tracking.events import decimal6
+from tracking.jobs import order_jobs_after_commit
 from tracking.models import EventKind, OperatorType, Rider, TrackingEvent
+from tracking.publish import rider_position_publish
 from tracking.signals import tracking_events_bulk_created
 from xiaoxiang.geo import geohash_encode
-
-
-def tracking_event_record(
-    *,
-    order: Order,
-    kind: str,
-    operator: AbstractBaseUser | None = None,
-    operator_type: int | None = None,
-    stage: str = "",
-    latitude: float | None = None,
-    longitude: float | None = None,
-    address: str = "",
-    recorded_at: dt.datetime | None = None,
-    data: dict[str, Any] | None = None,
-) -> TrackingEvent:
-    """Bump the order's version by one and record the event that produced it.
-
-    The caller holds the order row locked (select_for_update) inside a
-    transaction and has already applied its own field changes to `order`.
-    """
-    now = timezone.now()
-    order.version += 1
-    order.update_time = now
-    order.save()
-    event = TrackingEvent.objects.create(
-        order=order,
-        status=order.status,
-        kind=kind,
-        stage=stage,
-        operator_id=str(operator.pk) if operator is not None else "",
-        operator_type=operator_type,
-        latitude=_decimal6(latitude),
-        longitude=_decimal6(longitude),
-        geohash=geohash_encode(latitude, longitude) if latitude is not None and longitude is not None else "",
-        address=address,
-        recorded_at=recorded_at or now,
-        version=order.version,
-        data=data or {},
-    )
-    # After the create, so the event's own publish is queued before the jobs' events.
-    if kind in (EventKind.STATUS, EventKind.STAGE) and order.status != OrderStatus.PENDING_PAYMENT:
-        _jobs_after_commit([order.pk])
-    return event
-
-
-def _decimal6(value: float | None) -> Decimal | None:
-    return None if value is None else Decimal(f"{value:.6f}")
 
 
 @dataclass(frozen=True)
@@ -84,11 +38,6 @@ class IngestResult:
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
     events: list[TrackingEvent] = field(default_factory=list)
-
-
-def rider_profile_for(user: AbstractBaseUser) -> Rider:
-    rider, _ = Rider.objects.get_or_create(user=user, defaults={"display_name": user.get_username()})
-    return rider
 
 
 @transaction.atomic
@@ -149,8 +98,8 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
                     kind=EventKind.LOCATION,
                     operator_id=str(rider_user.pk),
                     operator_type=OperatorType.RIDER,
-                    latitude=_decimal6(point.lat),
-                    longitude=_decimal6(point.lon),
+                    latitude=decimal6(point.lat),
+                    longitude=decimal6(point.lon),
                     geohash=geohash_encode(point.lat, point.lon),
                     recorded_at=point.recorded_at,
                     client_id=point.client_id,
@@ -181,19 +130,12 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
     if "last_lat" in fields:
         for name, value in fields.items():
             setattr(rider, name, value)
-        transaction.on_commit(lambda: realtime.rider_position_publish(rider))
+        username, delivering = rider_user.get_username(), len(orders)
+        transaction.on_commit(lambda: rider_position_publish(rider, username=username, delivering=delivering))
     if new_events:
         tracking_events_bulk_created.send(sender=TrackingEvent, events=new_events)
-        _jobs_after_commit({event.order_id for event in new_events}, debounced=True)
+        order_jobs_after_commit({event.order_id for event in new_events}, debounced=True)
     return result
-
-
-def _jobs_after_commit(order_ids, *, debounced: bool = False) -> None:
-    """Status, stage and location changes start the orders' ETA and alert jobs once committed."""
-    # Imported here: the tasks' services import this module.
-    from tracking.tasks import order_jobs_after_commit
-
-    order_jobs_after_commit(order_ids, debounced=debounced)
 
 
 def location_max_future() -> dt.timedelta:

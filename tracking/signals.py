@@ -5,6 +5,7 @@ from django.db.models.signals import post_save
 from django.dispatch import Signal, receiver
 
 from tracking.models import TrackingEvent
+from tracking.publish import events_publish
 
 # bulk_create sends no post_save; the location ingest sends this instead.
 tracking_events_bulk_created = Signal()
@@ -22,7 +23,5 @@ def publish_bulk_events(sender, events: list[TrackingEvent], **kwargs) -> None:
 
 
 def _publish_on_commit(events: list[TrackingEvent]) -> None:
-    from tracking import realtime
-
     # A rolled-back write never reaches a watcher: on_commit drops the callback.
-    transaction.on_commit(lambda: realtime.events_publish(events))
+    transaction.on_commit(lambda: events_publish(events))

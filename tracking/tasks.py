@@ -1,25 +1,20 @@
 """Celery tasks for ETAs and alerts: thin, id-taking, safe to run twice.
 
-Services schedule them with `order_jobs_after_commit`, which enqueues only
-once the current transaction commits. Without REDIS_URL they run in-process
-(CELERY_TASK_ALWAYS_EAGER); the periodic ones then run on the embedded timer
-(xiaoxiang.celery.embedded_beat_start) instead of celery beat.
+Services schedule them through tracking.jobs, which enqueues only once the
+current transaction commits; tasks never import it. Without REDIS_URL they
+run in-process (CELERY_TASK_ALWAYS_EAGER); the periodic ones then run on the
+embedded timer (xiaoxiang.celery.embedded_beat_start) instead of celery beat.
 """
 
-import contextlib
-import contextvars
 import logging
-from collections.abc import Iterable, Iterator
 
 from celery import shared_task
-from django.core.cache import cache
-from django.db import OperationalError, transaction
+from django.db import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orders.models import Order, OrderStatus
 from tracking.alert_services import order_alerts_evaluate, orders_needing_watch
-from tracking.conf import jobs_setting
 from tracking.eta_services import eta_model_refit, order_eta_refresh
 
 logger = logging.getLogger(__name__)
@@ -44,22 +39,6 @@ TASK_OPTIONS = {
 }
 SWEEP_OPTIONS = {**TASK_OPTIONS, "soft_time_limit": 50, "time_limit": 60}
 REFIT_OPTIONS = {**TASK_OPTIONS, "soft_time_limit": 240, "time_limit": 300}
-
-_suspended: contextvars.ContextVar[bool] = contextvars.ContextVar("tracking_jobs_suspended", default=False)
-
-
-@contextlib.contextmanager
-def jobs_suspended() -> Iterator[None]:
-    """Enqueue nothing inside this block (the history generator writes the past, not the present)."""
-    token = _suspended.set(True)
-    try:
-        yield
-    finally:
-        _suspended.reset(token)
-
-
-def jobs_enabled() -> bool:
-    return bool(jobs_setting("TRACKING_JOBS_ENABLED")) and not _suspended.get()
 
 
 @shared_task(name="tracking.eta_recompute", **TASK_OPTIONS)
@@ -98,37 +77,3 @@ def alerts_sweep() -> int:
     for order_id in order_ids:
         alerts_evaluate.delay(order_id)
     return len(order_ids)
-
-
-def _debounce_key(order_id: str) -> str:
-    return f"tracking.eta.debounce:{order_id}"
-
-
-def _order_jobs_enqueue(order_ids: list[str], *, debounced: bool) -> None:
-    for order_id in order_ids:
-        if not debounced:
-            eta_recompute.delay(order_id)
-            continue
-        # Points can arrive many times a second: alerts look at every batch,
-        # the ETA at most once per ETA_DEBOUNCE_SECONDS. Whoever adds the key
-        # schedules the recompute for the end of the window, so it sees every
-        # point of the window; later batches in the window add nothing.
-        alerts_evaluate.delay(order_id)
-        window = jobs_setting("ETA_DEBOUNCE_SECONDS")
-        if cache.add(_debounce_key(order_id), 1, timeout=window):
-            eta_recompute.apply_async((order_id,), countdown=window)
-
-
-def order_jobs_after_commit(order_ids: Iterable[str], *, debounced: bool = False) -> None:
-    """Schedule the orders' ETA and alert jobs for when the current transaction commits.
-
-    `debounced` is for location ingest; status and stage changes recompute at once.
-    """
-    if not jobs_enabled():
-        return
-    order_ids = sorted(set(order_ids))
-    if not order_ids:
-        return
-    # robust: a broker hiccup (or an eager task failing) is logged, never
-    # turned into an error for a write that has already committed.
-    transaction.on_commit(lambda: _order_jobs_enqueue(order_ids, debounced=debounced), robust=True)

@@ -2,7 +2,6 @@
 permissions, strict numbers, and the error responses every operation documents."""
 
 import math
-import re
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse
@@ -14,10 +13,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from orders.errors import DomainError, NotFound
-from orders.selectors import ROLE_CUSTOMER, ROLE_RIDER, ROLE_STAFF, ROLE_WAREHOUSE, user_role
-
-ALL_ROLES = (ROLE_CUSTOMER, ROLE_RIDER, ROLE_WAREHOUSE, ROLE_STAFF)
+from xiaoxiang.errors import DomainError, NotFound
+from xiaoxiang.ids import order_id_valid
+from xiaoxiang.roles import ALL_ROLES, user_role
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -52,10 +50,6 @@ class HasRole(BasePermission):
         return user_role(request.user) in allowed
 
 
-# Order ids are 32 hex characters; anything else cannot exist, and a NUL byte would not even reach PostgreSQL.
-ORDER_ID = re.compile(r"[0-9a-f]{32}")
-
-
 class JsonApiView(APIView):
     # JSON bodies only, so the schema documents exactly what is accepted. (A
     # comment, not a docstring: the schema would show it on every operation.)
@@ -66,7 +60,7 @@ class JsonApiView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         # After authentication and role checks, so 401 and 403 still come first.
-        if "order_id" in kwargs and not ORDER_ID.fullmatch(kwargs["order_id"]):
+        if "order_id" in kwargs and not order_id_valid(kwargs["order_id"]):
             raise NotFound()
 
 

@@ -242,11 +242,19 @@ RIDER_MAX_ACTIVE_ORDERS = env_int("RIDER_MAX_ACTIVE_ORDERS", 3)
 SNAPSHOT_CACHE_SECONDS = 3600
 MAP_TILE_URL = env_str("MAP_TILE_URL", "")
 
-# --- Background jobs: ETA and alerts (meaning and defaults in tracking/conf.py) ---
+# Background jobs: ETA and alerts (tracking/jobs.py, tasks.py, eta_services.py, alert_services.py).
+# Periodic jobs: beat_schedule in xiaoxiang/celery.py.
+# Master switch for enqueuing jobs after commit and for the embedded timer. Off
+# in the test suite (tests that exercise jobs turn it on): an ETA event after
+# every pay/stage would shift the versions other tests assert.
 TRACKING_JOBS_ENABLED = env_bool("TRACKING_JOBS_ENABLED", True)
+# At most one ETA recompute per order in this many seconds, however many points arrive.
 ETA_DEBOUNCE_SECONDS = env_int("ETA_DEBOUNCE_SECONDS", 3)
+# The stored ETA only moves (and an `eta` event is recorded) when it changes by this much.
 ETA_MIN_CHANGE_SECONDS = env_int("ETA_MIN_CHANGE_SECONDS", 30)
+# A move of this much becomes a notification to the customer.
 ETA_NOTIFY_CHANGE_SECONDS = env_int("ETA_NOTIFY_CHANGE_SECONDS", 300)
+# Alert thresholds (the rules: tracking/alerts.py).
 ALERT_STALL_SECONDS = env_int("ALERT_STALL_SECONDS", 240)
 ALERT_STALL_RADIUS_M = env_int("ALERT_STALL_RADIUS_M", 30)
 ALERT_DEVIATION_AWAY_POINTS = env_int("ALERT_DEVIATION_AWAY_POINTS", 4)
@@ -305,11 +313,28 @@ LOGGING = {
     },
 }
 
-# --- Realtime sockets (defaults and meaning: tracking/conf.py) ----------------
+# Realtime sockets (xiaoxiang/sockets.py, tracking/consumers.py) and the stream reads (tracking/api/stream.py).
+# A socket that has not authenticated within this many seconds is closed 4401.
+WS_AUTH_TIMEOUT_SECONDS = env_int("WS_AUTH_TIMEOUT_SECONDS", 10)
+# Heartbeat interval; consumers also re-join their groups (group_expiry) on each beat.
 WS_HEARTBEAT_SECONDS = env_int("WS_HEARTBEAT_SECONDS", 20)
+# Between beats, an order socket glances at the cached order version this often
+# (no database) and repairs a publish still missing one glance later.
 WS_CATCH_UP_SECONDS = env_int("WS_CATCH_UP_SECONDS", 5)
+# Open sockets per user and per client IP, counted in Redis across daphne processes.
 WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20)
 WS_MAX_CONNECTIONS_PER_IP = env_int("WS_MAX_CONNECTIONS_PER_IP", 500)
+# Client messages per socket: a burst of this many, refilled at this rate per second.
 WS_MAX_MESSAGES_PER_SECOND = env_int("WS_MAX_MESSAGES_PER_SECOND", 10)
+# Largest client frame, in bytes (clients only send auth and resync).
 WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 4096)
+# A resync that would replay more events than this answers with a fresh snapshot.
 WS_RESYNC_MAX_EVENTS = env_int("WS_RESYNC_MAX_EVENTS", 100)
+# GET /events/ page size, and the ceiling of its `limit` parameter.
+EVENTS_PAGE_SIZE = 100
+EVENTS_PAGE_MAX = 500
+# GET /poll/: default and maximum wait, and how often a waiting poll glances at
+# the cached order version (no database).
+POLL_DEFAULT_TIMEOUT_SECONDS = 25.0
+POLL_MAX_TIMEOUT_SECONDS = 30.0
+POLL_RECHECK_SECONDS = 2.0

@@ -13,6 +13,10 @@ from notifications.services import notification_mark_read
 
 
 class NotificationOutputSerializer(serializers.ModelSerializer):
+    created = serializers.DateTimeField(source="created_at", read_only=True)
+    # Output only; not marked read-only so the documented shape stays as it was.
+    read = serializers.BooleanField(source="is_read", required=False)
+
     class Meta:
         model = Notification
         fields = ["id", "kind", "title", "body", "order", "created", "read"]

@@ -17,16 +17,16 @@ from rest_framework.response import Response
 from rest_framework_simplejwt import views as jwt_views
 
 from orders import selectors, services
-from orders.api import serializers as io
-from orders.selectors import ROLE_CUSTOMER, ROLE_RIDER, ROLE_STAFF, ROLE_WAREHOUSE
-from xiaoxiang.api import ALL_ROLES, JsonApiView, error_responses
+from orders.api import serializers as order_io
+from tracking.snapshot import order_snapshot_for_role
+from xiaoxiang.api import JsonApiView, error_responses
+from xiaoxiang.roles import ALL_ROLES, ROLE_CUSTOMER, ROLE_RIDER, ROLE_STAFF, ROLE_WAREHOUSE
 
 
 def order_snapshot_for(*, user: AbstractBaseUser, order_id: str) -> dict[str, Any]:
     """The order snapshot as this user's role may see it (404 when they may not see the order)."""
     order = selectors.order_get_for_user(user=user, order_id=order_id)
-    role = selectors.viewer_role(user=user, order=order)
-    return selectors.snapshot_for_role(selectors.order_snapshot(order=order), role, status=order.status)
+    return order_snapshot_for_role(order=order, role=selectors.viewer_role(user=user, order=order))
 
 
 # --- Auth ----------------------------------------------------------------------
@@ -38,22 +38,24 @@ class RegisterApi(JsonApiView):
     @extend_schema(
         tags=["auth"],
         summary="Create a customer account",
-        request=io.RegisterInputSerializer,
-        responses={201: io.AccountSerializer, **error_responses(400, 401, 429)},
+        request=order_io.RegisterInputSerializer,
+        responses={201: order_io.AccountSerializer, **error_responses(400, 401, 429)},
     )
     def post(self, request: Request) -> Response:
-        serializer = io.RegisterInputSerializer(data=request.data)
+        serializer = order_io.RegisterInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = services.user_register(**serializer.validated_data)
         account = {"id": user.pk, "username": user.get_username(), "email": user.email, "role": ROLE_CUSTOMER}
-        return Response(io.AccountSerializer(account).data, status=status.HTTP_201_CREATED)
+        return Response(order_io.AccountSerializer(account).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(
     tags=["auth"],
     summary="Obtain an access and a refresh token",
     responses={
-        200: OpenApiResponse(io.TokenPairOutputSerializer, description="`access` (minutes) and `refresh` tokens."),
+        200: OpenApiResponse(
+            order_io.TokenPairOutputSerializer, description="`access` (minutes) and `refresh` tokens."
+        ),
         **error_responses(400, 401, 429),
     },
 )
@@ -65,7 +67,7 @@ class TokenObtainApi(jwt_views.TokenObtainPairView):
     tags=["auth"],
     summary="Rotate a refresh token",
     description="Answers a new access token and a new refresh token; the old refresh token is blacklisted.",
-    responses={200: io.TokenPairOutputSerializer, **error_responses(400, 401, 429)},
+    responses={200: order_io.TokenPairOutputSerializer, **error_responses(400, 401, 429)},
 )
 class TokenRefreshApi(jwt_views.TokenRefreshView):
     parser_classes = JsonApiView.parser_classes
@@ -77,11 +79,11 @@ class LogoutApi(JsonApiView):
     @extend_schema(
         tags=["auth"],
         summary="Blacklist a refresh token",
-        request=io.LogoutInputSerializer,
-        responses={200: io.DetailSerializer, **error_responses(400, 401, 429)},
+        request=order_io.LogoutInputSerializer,
+        responses={200: order_io.DetailSerializer, **error_responses(400, 401, 429)},
     )
     def post(self, request: Request) -> Response:
-        serializer = io.LogoutInputSerializer(data=request.data)
+        serializer = order_io.LogoutInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.auth_logout(user=request.user, refresh=serializer.validated_data["refresh"])
         return Response({"detail": "Logged out."})
@@ -96,10 +98,10 @@ class ProductListApi(JsonApiView):
     @extend_schema(
         tags=["catalogue"],
         summary="The catalogue",
-        responses={200: io.ProductSerializer(many=True), **error_responses(401, 429)},
+        responses={200: order_io.ProductSerializer(many=True), **error_responses(401, 429)},
     )
     def get(self, request: Request) -> Response:
-        return Response(io.ProductSerializer(selectors.products_list(), many=True).data)
+        return Response(order_io.ProductSerializer(selectors.products_list(), many=True).data)
 
 
 # --- Orders --------------------------------------------------------------------
@@ -110,7 +112,7 @@ class PagedOrderListView(GenericAPIView, JsonApiView):
 
     def list_response(self, queryset) -> Response:
         page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(io.OrderSummarySerializer(page, many=True).data)
+        return self.get_paginated_response(order_io.OrderSummarySerializer(page, many=True).data)
 
 
 class OrderListCreateApi(PagedOrderListView):
@@ -119,7 +121,7 @@ class OrderListCreateApi(PagedOrderListView):
     @extend_schema(
         tags=["orders"],
         summary="My orders (customers: their own; staff: all; riders and warehouses: those they handle)",
-        responses={200: io.OrderSummarySerializer(many=True), **error_responses(401, 403, 404, 429)},
+        responses={200: order_io.OrderSummarySerializer(many=True), **error_responses(401, 403, 404, 429)},
     )
     def get(self, request: Request) -> Response:
         return self.list_response(selectors.orders_list_for_user(user=request.user))
@@ -128,8 +130,8 @@ class OrderListCreateApi(PagedOrderListView):
         tags=["orders"],
         summary="Place an order",
         description="Status 1 (pending payment); the total comes from the catalogue; the nearest warehouse serves it.",
-        request=io.OrderCreateInputSerializer,
-        responses={201: io.OrderSnapshotSerializer, **error_responses(400, 401, 403, 429)},
+        request=order_io.OrderCreateInputSerializer,
+        responses={201: order_io.OrderSnapshotSerializer, **error_responses(400, 401, 403, 429)},
         examples=[
             OpenApiExample(
                 "Two items",
@@ -144,7 +146,7 @@ class OrderListCreateApi(PagedOrderListView):
         ],
     )
     def post(self, request: Request) -> Response:
-        serializer = io.OrderCreateInputSerializer(data=request.data)
+        serializer = order_io.OrderCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         order = services.order_create(customer=request.user, **serializer.validated_data)
         return Response(order_snapshot_for(user=request.user, order_id=order.id), status=status.HTTP_201_CREATED)
@@ -154,7 +156,7 @@ class OrderDetailApi(JsonApiView):
     @extend_schema(
         tags=["orders"],
         summary="The order snapshot",
-        responses={200: io.OrderSnapshotSerializer, **error_responses(401, 403, 404, 429)},
+        responses={200: order_io.OrderSnapshotSerializer, **error_responses(401, 403, 404, 429)},
     )
     def get(self, request: Request, order_id: str) -> Response:
         return Response(order_snapshot_for(user=request.user, order_id=order_id))
@@ -167,7 +169,7 @@ _TRANSITION_ERRORS = error_responses(400, 401, 403, 404, 409, 429)
 # snapshot for the caller's role. (A comment, not a docstring: drf-spectacular
 # would publish a docstring as every subclass's description.)
 class OrderTransitionApi(JsonApiView):
-    input_serializer = io.VersionInputSerializer
+    input_serializer = order_io.VersionInputSerializer
 
     def transition(self, request: Request, order_id: str, data: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -179,14 +181,16 @@ class OrderTransitionApi(JsonApiView):
         return Response(order_snapshot_for(user=request.user, order_id=order_id))
 
 
-def transition_schema(tag: str, summary: str, *, request=io.VersionInputSerializer, description: str | None = None):
+def transition_schema(
+    tag: str, summary: str, *, request=order_io.VersionInputSerializer, description: str | None = None
+):
     return extend_schema_view(
         post=extend_schema(
             tags=[tag],
             summary=summary,
             description=description,
             request=request,
-            responses={200: io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
+            responses={200: order_io.OrderSnapshotSerializer, **_TRANSITION_ERRORS},
         )
     )
 
@@ -216,18 +220,18 @@ class WarehouseOrderListApi(PagedOrderListView):
     @extend_schema(
         tags=["warehouse"],
         summary="Paid orders of my warehouse, oldest first",
-        responses={200: io.OrderSummarySerializer(many=True), **error_responses(401, 403, 404, 429)},
+        responses={200: order_io.OrderSummarySerializer(many=True), **error_responses(401, 403, 404, 429)},
     )
     def get(self, request: Request) -> Response:
         return self.list_response(selectors.warehouse_orders_to_prepare(user=request.user))
 
 
 @transition_schema(
-    "warehouse", "Report a picking stage (picking, picked, packed; forward only)", request=io.StageInputSerializer
+    "warehouse", "Report a picking stage (picking, picked, packed; forward only)", request=order_io.StageInputSerializer
 )
 class WarehouseStageApi(OrderTransitionApi):
     allowed_roles = (ROLE_WAREHOUSE,)
-    input_serializer = io.StageInputSerializer
+    input_serializer = order_io.StageInputSerializer
 
     def transition(self, request: Request, order_id: str, data: dict[str, Any]) -> None:
         services.order_stage_report(order_id=order_id, operator=request.user, **data)
@@ -236,12 +240,12 @@ class WarehouseStageApi(OrderTransitionApi):
 @transition_schema(
     "warehouse",
     "Hand a packed order to a rider: 2 → 3",
-    request=io.DispatchInputSerializer,
+    request=order_io.DispatchInputSerializer,
     description="`rider` is a rider's username; omitted, the nearest available rider takes it.",
 )
 class WarehouseDispatchApi(OrderTransitionApi):
     allowed_roles = (ROLE_WAREHOUSE,)
-    input_serializer = io.DispatchInputSerializer
+    input_serializer = order_io.DispatchInputSerializer
 
     def transition(self, request: Request, order_id: str, data: dict[str, Any]) -> None:
         services.order_dispatch(
@@ -261,7 +265,7 @@ class RiderOrderListApi(PagedOrderListView):
     @extend_schema(
         tags=["rider"],
         summary="My delivering orders, with delivery address and coordinates",
-        responses={200: io.OrderSummarySerializer(many=True), **error_responses(401, 403, 404, 429)},
+        responses={200: order_io.OrderSummarySerializer(many=True), **error_responses(401, 403, 404, 429)},
     )
     def get(self, request: Request) -> Response:
         return self.list_response(selectors.rider_orders_delivering(user=request.user))

@@ -13,8 +13,8 @@ from playwright.sync_api import expect
 from orders.models import Order
 from tests.browser.conftest import DESKTOP, PHONE, in_thread, log_in
 from tests.live import free_port
+from tracking.events import tracking_event_record
 from tracking.models import EventKind, OperatorType
-from tracking.services import tracking_event_record
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

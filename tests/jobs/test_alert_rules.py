@@ -7,7 +7,15 @@ from tracking import alerts
 from tracking.alerts import Thresholds
 from tracking.management.simulation import from_local
 
-LIMITS = Thresholds(stall_seconds=240, stall_radius_m=30, away_points=4, away_min_m=100, corridor_m=800)
+LIMITS = Thresholds(
+    stall_seconds=240,
+    stall_radius_m=30,
+    away_points=4,
+    away_min_m=100,
+    corridor_m=800,
+    offline_seconds=180,
+    late_grace_seconds=60,
+)
 
 
 def seconds(value: float) -> dt.timedelta:

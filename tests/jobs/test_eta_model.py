@@ -6,7 +6,7 @@ import zoneinfo
 import pytest
 
 from tests.jobs.tracks import DESTINATION, START, WAREHOUSE, north, straight_delivery, straight_run
-from tracking import eta
+from tracking import eta, eta_backtest
 from tracking.eta import EtaParams
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -135,7 +135,7 @@ def test_params_round_trip_through_json():
 
 def test_backtest_on_straight_runs_beats_the_naive_baseline():
     # Riders make 5 m/s with 2 min at the door; the baseline assumes 4.17 m/s and no door.
-    report = eta.eta_backtest(history(20, speed_mps=5.0), tz=SHANGHAI)
+    report = eta_backtest.eta_backtest(history(20, speed_mps=5.0), tz=SHANGHAI)
 
     assert (report.train_deliveries, report.test_deliveries) == (16, 4)
     assert report.model.count == report.baseline.count > 4
@@ -145,8 +145,8 @@ def test_backtest_on_straight_runs_beats_the_naive_baseline():
 
 
 def test_percentile_is_nearest_rank():
-    assert eta.percentile([float(n) for n in range(1, 11)], 0.9) == 9.0
-    assert eta.percentile([5.0], 0.9) == 5.0
+    assert eta_backtest.percentile([float(n) for n in range(1, 11)], 0.9) == 9.0
+    assert eta_backtest.percentile([5.0], 0.9) == 5.0
 
 
 def test_straight_run_helper_ends_at_the_destination():

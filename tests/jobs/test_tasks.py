@@ -14,10 +14,11 @@ from notifications.models import Notification
 from orders import services
 from orders.models import Order
 from tests.jobs.conftest import HOME, WAREHOUSE, backdate, ingest, toward_home
-from tracking import eta, tasks
+from tracking import eta, jobs, tasks
 from tracking.alert_services import order_alerts_evaluate
 from tracking.eta_services import eta_model_refit, eta_params_current
 from tracking.models import Alert, EtaFit, Rider, TrackingEvent
+from tracking.ops import ops_alert_payload
 from xiaoxiang.celery import app, embedded_beat_start
 
 pytestmark = pytest.mark.django_db
@@ -194,7 +195,7 @@ def test_a_stalled_rider_raises_one_stall_alert_with_an_event_and_a_live_push(ma
     stalled(rider, order, minutes=5)
 
     with (
-        mock.patch("tracking.realtime.alert_publish") as publish,
+        mock.patch("tracking.alert_services.alert_publish") as publish,
         transaction.atomic(),
     ):
         changed = tasks.alerts_evaluate(order.pk)
@@ -207,7 +208,7 @@ def test_a_stalled_rider_raises_one_stall_alert_with_an_event_and_a_live_push(ma
     assert event.data["alert"]["id"] == alert.pk
     assert event.data["alert"]["state"] == "open"
     assert Order.objects.get(pk=order.pk).version == event.version
-    publish.assert_called_once_with(alert)
+    publish.assert_called_once_with(ops_alert_payload(alert))
 
 
 def test_a_stall_is_seen_however_often_the_phone_posts(make_order, rider):
@@ -300,7 +301,7 @@ def test_a_late_order_tells_the_customer_once_by_notification_and_mail(make_orde
     order = make_order("delivering")
     Order.objects.filter(pk=order.pk).update(promised_at=minutes_ago(2))
 
-    with mock.patch("tracking.realtime.alert_publish"):
+    with mock.patch("tracking.alert_services.alert_publish"):
         with transaction.atomic():
             assert tasks.alerts_evaluate(order.pk)["late"] == "opened"
         tasks.alerts_evaluate(order.pk)
@@ -400,7 +401,7 @@ def test_eta_is_debounced_per_order_but_alerts_see_every_batch(jobs_on, make_ord
         mock.patch.object(tasks.eta_recompute, "apply_async") as eta_async,
     ):
         for step in range(5):
-            tasks._order_jobs_enqueue([order.pk], debounced=True)
+            jobs._order_jobs_enqueue([order.pk], debounced=True)
             del step
     assert alerts_delay.call_count == 5
     assert eta_async.call_count == 1

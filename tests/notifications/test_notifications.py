@@ -26,17 +26,17 @@ def test_lifecycle_notifies_the_customer_and_the_rider(make_order, customer, rid
     with django_capture_on_commit_callbacks(execute=True):
         order = make_order("completed")
     assert _kinds(customer) == [
-        ("paid", order.id),
-        ("picking", order.id),
-        ("dispatched", order.id),
-        ("delivered", order.id),
+        ("order.paid", order.id),
+        ("order.picking", order.id),
+        ("order.dispatched", order.id),
+        ("order.delivered", order.id),
     ]
-    assert _kinds(rider) == [("assigned", order.id)]
+    assert _kinds(rider) == [("order.assigned", order.id)]
     assert [(m.subject, m.to) for m in mail.outbox] == [
         ("骑手已出发", ["alice@example.com"]),
         ("订单已送达", ["alice@example.com"]),
     ]
-    dispatched = Notification.objects.get(user=customer, kind="dispatched")
+    dispatched = Notification.objects.get(user=customer, kind="order.dispatched")
     assert dispatched.body == f"订单 {order.id} 已交给骑手 骑手rita，正在配送中。"
 
 
@@ -44,7 +44,7 @@ def test_lifecycle_notifies_the_customer_and_the_rider(make_order, customer, rid
 def test_cancel_notifies_and_emails(make_order, customer, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         order = make_order("cancelled")
-    assert _kinds(customer) == [("cancelled", order.id)]
+    assert _kinds(customer) == [("order.cancelled", order.id)]
     assert [m.subject for m in mail.outbox] == ["订单已取消"]
 
 
@@ -66,7 +66,7 @@ def test_list_shows_only_my_notifications_newest_first(make_order, customer, oth
     assert response.status_code == 200
     body = response.json()
     assert body["count"] == 1
-    assert [(n["kind"], n["order"], n["read"]) for n in body["results"]] == [("paid", order.id, False)]
+    assert [(n["kind"], n["order"], n["read"]) for n in body["results"]] == [("order.paid", order.id, False)]
 
 
 @pytest.mark.django_db
@@ -85,7 +85,7 @@ def test_mark_read(customer):
     assert response.status_code == 200
     assert (response.json()["id"], response.json()["read"]) == (notification.id, True)
     notification.refresh_from_db()
-    assert notification.read is True
+    assert notification.is_read is True
     assert api(customer).post(f"/api/notifications/{notification.id}/read/").status_code == 200
 
 
@@ -97,7 +97,7 @@ def test_foreign_or_unknown_notification_is_404_and_unchanged(customer, other_cu
         assert response.status_code == 404
         assert response.json() == {"detail": "Not found."}
     notification.refresh_from_db()
-    assert notification.read is False
+    assert notification.is_read is False
 
 
 @pytest.mark.django_db
@@ -120,9 +120,9 @@ def test_notifications_are_pushed_live_on_the_socket(make_order, customer, rider
         )
         pushed = await receive(mine)
         assert pushed["type"] == "notification.created"
-        assert (pushed["notification"]["kind"], pushed["notification"]["order"]) == ("dispatched", order.id)
+        assert (pushed["notification"]["kind"], pushed["notification"]["order"]) == ("order.dispatched", order.id)
         assigned = await receive(riders)
-        assert (assigned["notification"]["kind"], assigned["notification"]["order"]) == ("assigned", order.id)
+        assert (assigned["notification"]["kind"], assigned["notification"]["order"]) == ("order.assigned", order.id)
         assert await mine.receive_nothing(0.3)
         await mine.disconnect()
         await riders.disconnect()

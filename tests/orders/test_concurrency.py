@@ -6,9 +6,9 @@ import pytest
 from django.db import connections
 
 from orders import services
-from orders.errors import Conflict
 from orders.models import Order
 from tracking.models import TrackingEvent
+from xiaoxiang.errors import Conflict
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 
 from orders import services
-from orders.errors import Conflict, InvalidInput, NotFound
 from orders.models import Order, OrderStatus
 from tracking.models import EventKind, TrackingEvent
+from xiaoxiang.errors import Conflict, InvalidInput, NotFound
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tracking import realtime
+from xiaoxiang import sockets
 from xiaoxiang.routing import websocket_application
 
 SAME_SITE = (b"origin", b"http://testserver")
@@ -24,10 +24,10 @@ SAME_SITE = (b"origin", b"http://testserver")
 def _fresh_realtime_state():
     # The in-memory layer's queues belong to the loop of the test that made them.
     channel_layers.backends = {}
-    realtime.connection_slots._local.clear()
+    sockets.connection_slots._local.clear()
     yield
     channel_layers.backends = {}
-    realtime.connection_slots._local.clear()
+    sockets.connection_slots._local.clear()
 
 
 def run(body: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

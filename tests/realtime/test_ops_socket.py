@@ -8,8 +8,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from tests.realtime.conftest import closed_with, nothing_more, open_with_session, open_with_token, receive, run
-from tracking import realtime
 from tracking.models import Alert, AlertKind, Rider
+from tracking.ops import ops_alert_payload
+from tracking.publish import alert_publish
 from tracking.services import LocationPoint, location_points_ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,7 +50,7 @@ def test_staff_gets_riders_and_open_alerts_then_live_updates(make_order, staff, 
         def resolve():
             with transaction.atomic():
                 Alert.objects.filter(pk=alert.pk).update(resolved_at=timezone.now() + dt.timedelta(seconds=1))
-                realtime.alert_publish(Alert.objects.get(pk=alert.pk))
+                alert_publish(ops_alert_payload(Alert.objects.get(pk=alert.pk)))
 
         await database_sync_to_async(resolve)()
         resolved = await receive(ws)
@@ -73,7 +74,7 @@ def test_alert_publish_waits_for_commit(make_order, staff, rider):
             try:
                 with transaction.atomic():
                     alert = Alert.objects.create(order=order, rider=rider, kind=AlertKind.STALL, message="x")
-                    realtime.alert_publish(alert)
+                    alert_publish(ops_alert_payload(alert))
                     raise RuntimeError("rolled back")
             except RuntimeError:
                 pass

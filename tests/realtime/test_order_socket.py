@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from orders import services
 from orders.models import Order
-from orders.selectors import order_snapshot_build, snapshot_for_role
 from tests.realtime.conftest import (
     SAME_SITE,
     access_token,
@@ -22,8 +21,10 @@ from tests.realtime.conftest import (
     session_cookie,
     socket,
 )
-from tracking import realtime
+from tracking import publish
+from tracking.role_views import order_for_role
 from tracking.services import LocationPoint, location_points_ingest
+from tracking.snapshot import STATIC_FIELDS, order_snapshot_build
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _snapshot(order_id: str, role: str) -> dict:
     order = Order.objects.get(pk=order_id)
     full = order_snapshot_build(order=order)
-    return snapshot_for_role(full, role, status=full["status"])
+    return order_for_role(full, role, status=full["status"])
 
 
 def _point(client_id: str, lat: float, lon: float, seconds_ago: float = 0) -> LocationPoint:
@@ -363,7 +364,7 @@ def test_resync_answers_the_missed_events_in_order(make_order, customer):
         ]
         assert frames[0]["changes"] == {"version": 3}
         current = await database_sync_to_async(_snapshot)(order.id, "customer")
-        assert frames[-1]["changes"] == {k: v for k, v in current.items() if k not in realtime.STATIC_FIELDS}
+        assert frames[-1]["changes"] == {k: v for k, v in current.items() if k not in STATIC_FIELDS}
         assert await nothing_more(ws)
         await ws.disconnect()
 
@@ -425,10 +426,10 @@ def test_a_dropped_publish_is_recovered_from_the_database_in_version_order(make_
     async def body():
         ws = await open_with_session(f"/ws/orders/{order.id}/", customer)
         assert (await receive(ws))["version"] == 2
-        original = realtime.group_send
-        monkeypatch.setattr(realtime, "group_send", lambda group, message: None)  # the layer drops v3
+        original = publish.group_send
+        monkeypatch.setattr(publish, "group_send", lambda group, message: None)  # the layer drops v3
         await database_sync_to_async(services.order_stage_report)(order_id=order.id, operator=operator, stage="picking")
-        monkeypatch.setattr(realtime, "group_send", original)
+        monkeypatch.setattr(publish, "group_send", original)
         await database_sync_to_async(services.order_stage_report)(order_id=order.id, operator=operator, stage="picked")
         frames = [await receive(ws), await receive(ws)]
         assert [(f["type"], f["version"]) for f in frames] == [("event", 3), ("event", 4)]
@@ -467,7 +468,7 @@ def test_heartbeat_catches_up_a_socket_that_lost_the_last_publish(
     async def body():
         ws = await open_with_session(f"/ws/orders/{order.id}/", customer)
         await receive(ws)
-        monkeypatch.setattr(realtime, "group_send", lambda group, message: None)
+        monkeypatch.setattr(publish, "group_send", lambda group, message: None)
         await database_sync_to_async(services.order_stage_report)(order_id=order.id, operator=operator, stage="picking")
         # One beat notices the order moved on; the next, still behind, repairs from the database.
         frames = [await receive(ws, timeout=2) for _ in range(3)]
@@ -492,7 +493,7 @@ def test_catch_up_between_beats_repairs_a_lost_publish_without_waiting_for_the_h
     async def body():
         ws = await open_with_session(f"/ws/orders/{order.id}/", customer)
         await receive(ws)
-        monkeypatch.setattr(realtime, "group_send", lambda group, message: None)
+        monkeypatch.setattr(publish, "group_send", lambda group, message: None)
         await database_sync_to_async(services.order_stage_report)(order_id=order.id, operator=operator, stage="picking")
         # One glance notices the order moved on, the next repairs it: no heartbeat frame in between.
         frame = await receive(ws, timeout=3)
@@ -602,7 +603,7 @@ def test_heartbeat_rejoins_the_group_after_it_expired(make_order, customer, oper
 
         ws = await open_with_session(f"/ws/orders/{order.id}/", customer)
         await receive(ws)
-        group = realtime.order_group(order.id)
+        group = publish.order_group(order.id)
         members = await _members(group)
         assert len(members) == 1
         await get_channel_layer().group_discard(group, members[0])  # as group_expiry would

@@ -162,3 +162,38 @@ def test_poll_documented_in_the_schema(db):
         assert {"since_version", "limit"} <= parameters
     assert "timeout" in {p["name"] for p in schema["paths"]["/api/orders/{order_id}/poll/"]["get"]["parameters"]}
     assert "/api/notifications/{notification_id}/read/" in schema["paths"]
+
+
+def test_poll_events_carry_changes_that_land_on_the_rest_detail(make_order, customer):
+    order = make_order("packed")
+    client = api(customer)
+    detail = client.get(f"/api/orders/{order.id}/").json()
+    events = client.get(f"/api/orders/{order.id}/poll/?since_version=2&timeout=1").json()["events"]
+    assert [e["changes"] for e in events[:-1]] == [{"version": 3}, {"version": 4}]
+    static = {"id", "items", "total_amount", "create_time", "warehouse", "delivery"}
+    assert events[-1]["changes"] == {key: value for key, value in detail.items() if key not in static}
+
+
+def test_poll_woken_by_a_publish_carries_the_socket_changes(make_order, customer, operator):
+    order = make_order("paid")
+    token = access_token(customer)
+
+    async def body():
+        client = AsyncClient()
+        waiting = asyncio.ensure_future(
+            client.get(
+                f"/api/orders/{order.id}/poll/?since_version=2&timeout=10", headers={"Authorization": f"Bearer {token}"}
+            )
+        )
+        await asyncio.sleep(0.5)
+        await database_sync_to_async(services.order_stage_report)(order_id=order.id, operator=operator, stage="picking")
+        return await waiting
+
+    [event] = async_to_sync(body)().json()["events"]
+    detail = api(customer).get(f"/api/orders/{order.id}/").json()
+    assert event["changes"] == {
+        "version": 3,
+        "stage": "picking",
+        "timeline": detail["timeline"],
+        "update_time": detail["update_time"],
+    }

@@ -12,7 +12,7 @@ from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_la
 from django.db import transaction
 
 from orders import services
-from tracking.realtime import order_group
+from tracking.publish import order_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -97,14 +97,14 @@ def test_point_batches_advance_the_cached_snapshot_exactly_as_a_rebuild(make_ord
     from django.utils import timezone
 
     from orders.models import Order
-    from orders.selectors import order_snapshot_build, snapshot_cache_key
-    from tracking import realtime
+    from tracking import publish
     from tracking.services import LocationPoint, location_points_ingest
+    from tracking.snapshot import order_snapshot_build, snapshot_cache_key
 
     order = make_order("delivering")
     rebuilds = []
-    real_build = realtime.order_snapshot_build
-    monkeypatch.setattr(realtime, "order_snapshot_build", lambda **kw: rebuilds.append(1) or real_build(**kw))
+    real_build = publish.order_snapshot_build
+    monkeypatch.setattr(publish, "order_snapshot_build", lambda **kw: rebuilds.append(1) or real_build(**kw))
     now = timezone.now()  # points before the order's creation would be refused
 
     def ingest(client_id: str, lat: float, seconds_after: float) -> None:

@@ -13,12 +13,11 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 from orders.models import STATUS_NAMES, Order, OrderStatus
-from orders.selectors import ROLE_CUSTOMER, timeline_entry
 from tracking.models import TrackingEvent
+from tracking.role_views import path_visible, position_digits
 from tracking.services import LocationPoint, location_max_future
+from tracking.snapshot import timeline_entry
 from xiaoxiang.api import StrictFloatField
-
-# --- Location ingest -----------------------------------------------------------
 
 
 class AwareDateTimeField(serializers.DateTimeField):
@@ -192,9 +191,6 @@ def location_batch_parse(data: Any) -> tuple[list[tuple[int, LocationPoint]], li
     return valid, rejected
 
 
-# --- Trajectory (GeoJSON) ----------------------------------------------------------
-
-
 class GeometrySerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=["Point", "LineString"])
     coordinates = serializers.JSONField(help_text="[lon, lat] for a Point, a list of them for a LineString.")
@@ -229,9 +225,8 @@ def trajectory_geojson(*, order: Order, role: str, path: list[tuple], timeline: 
     rider's last point before it, else the warehouse). Customers see the path
     only once the order is dispatched, and every coordinate at 4 decimals.
     """
-    customer = role == ROLE_CUSTOMER
-    digits = 4 if customer else 6
-    if customer and order.dispatched_at is None:
+    digits = position_digits(role)
+    if not path_visible(role, dispatched=order.dispatched_at is not None):
         path = []
 
     def position(lat: Decimal | float, lon: Decimal | float) -> list[float]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -22,10 +23,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from orders.errors import NotFound
 from orders.selectors import order_get_for_user, viewer_role
-from tracking import realtime
-from tracking.conf import realtime_setting
+from tracking.publish import order_group
+from tracking.role_views import event_for_role, role_view
+from tracking.snapshot import order_version_hint
+from tracking.stream import order_events_page
+from xiaoxiang.errors import NotFound
+from xiaoxiang.ids import order_id_valid
 
 
 class EventsQuerySerializer(serializers.Serializer):
@@ -33,7 +37,7 @@ class EventsQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, required=False)
 
     def validate_limit(self, value: int) -> int:
-        ceiling = realtime_setting("EVENTS_PAGE_MAX")
+        ceiling = settings.EVENTS_PAGE_MAX
         if value > ceiling:
             raise serializers.ValidationError(f"Ensure this value is less than or equal to {ceiling}.")
         return value
@@ -43,7 +47,7 @@ class PollQuerySerializer(EventsQuerySerializer):
     timeout = serializers.FloatField(required=False)
 
     def validate_timeout(self, value: float) -> float:
-        ceiling = realtime_setting("POLL_MAX_TIMEOUT_SECONDS")
+        ceiling = settings.POLL_MAX_TIMEOUT_SECONDS
         if not math.isfinite(value) or value < 0 or value > ceiling:
             raise serializers.ValidationError(f"Must be a number of seconds from 0 to {ceiling:g}.")
         return value
@@ -77,17 +81,8 @@ _ERRORS = {
 }
 
 
-def _page(*, order, role: str, since_version: int, limit: int) -> dict[str, Any]:
-    events, has_more = realtime.order_events_since(order=order, since_version=since_version, limit=limit)
-    return {
-        "version": order.version,
-        "events": [realtime.event_for_role(realtime.event_payload(event), role) for event in events],
-        "has_more": has_more,
-    }
-
-
 def _page_size(params: dict[str, Any]) -> int:
-    return params.get("limit") or realtime_setting("EVENTS_PAGE_SIZE")
+    return params.get("limit") or settings.EVENTS_PAGE_SIZE
 
 
 class OrderEventsApi(APIView):
@@ -101,7 +96,7 @@ class OrderEventsApi(APIView):
         params = EventsQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         order = order_get_for_user(user=request.user, order_id=order_id)
-        page = _page(
+        page = order_events_page(
             order=order,
             role=viewer_role(user=request.user, order=order),
             since_version=params.validated_data["since_version"],
@@ -141,7 +136,9 @@ def _poll_check(request: HttpRequest, order_id: str, since_version: int, limit: 
             raise exceptions.NotAuthenticated()
         order = order_get_for_user(user=drf_request.user, order_id=order_id)
         role = viewer_role(user=drf_request.user, order=order)
-        return role, _page(order=order, role=role, since_version=since_version, limit=limit)
+        # Poll events carry `changes` like socket events, so clients apply one rule to both.
+        page = order_events_page(order=order, role=role, since_version=since_version, limit=limit, with_changes=True)
+        return role, page
     finally:
         # The wait that follows must not pin a database connection.
         if not connection.in_atomic_block:
@@ -156,13 +153,13 @@ async def order_poll_view(request: HttpRequest, order_id: str) -> JsonResponse:
         return _error(exceptions.ValidationError(params.errors))
     since_version = params.validated_data["since_version"]
     limit = _page_size(params.validated_data)
-    timeout = params.validated_data.get("timeout", realtime_setting("POLL_DEFAULT_TIMEOUT_SECONDS"))
-    if not realtime.order_id_valid(order_id):
+    timeout = params.validated_data.get("timeout", settings.POLL_DEFAULT_TIMEOUT_SECONDS)
+    if not order_id_valid(order_id):
         return _error(exceptions.NotFound(NotFound().detail))
 
     layer = get_channel_layer()
     channel = await layer.new_channel("poll.")
-    group = realtime.order_group(order_id)
+    group = order_group(order_id)
     # Join before the database check: an event committed in between still wakes us.
     await layer.group_add(group, channel)
     try:
@@ -176,7 +173,7 @@ async def order_poll_view(request: HttpRequest, order_id: str) -> JsonResponse:
             return JsonResponse(page)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        recheck = realtime_setting("POLL_RECHECK_SECONDS")
+        recheck = settings.POLL_RECHECK_SECONDS
         while (remaining := deadline - loop.time()) > 0:
             try:
                 message = await asyncio.wait_for(layer.receive(channel), min(remaining, recheck))
@@ -186,7 +183,7 @@ async def order_poll_view(request: HttpRequest, order_id: str) -> JsonResponse:
                 # process is cancelled mid-receive. The publish path records
                 # the newest version in the cache, so a glance there (no
                 # database) catches what the layer is late with.
-                hint = await sync_to_async(realtime.order_version_hint, thread_sensitive=False)(order_id=order_id)
+                hint = await sync_to_async(order_version_hint, thread_sensitive=False)(order_id=order_id)
                 if hint is None or hint <= since_version:
                     continue
                 _, page = await sync_to_async(_poll_check)(request, order_id, since_version, limit)
@@ -195,17 +192,16 @@ async def order_poll_view(request: HttpRequest, order_id: str) -> JsonResponse:
                 continue
             if message.get("type") != "order.events":
                 continue
-            newer = [payload for payload in message["events"] if payload["version"] > since_version]
+            view = role_view(role)
+            newer = [
+                {**event_for_role(payload, role), "changes": changes[view]}
+                for payload, changes in zip(message["events"], message["changes"], strict=True)
+                if payload["version"] > since_version
+            ]
             if not newer:
                 continue
             if newer[0]["version"] == since_version + 1 and len(newer) <= limit:
-                return JsonResponse(
-                    {
-                        "version": newer[-1]["version"],
-                        "events": [realtime.event_for_role(payload, role) for payload in newer],
-                        "has_more": False,
-                    }
-                )
+                return JsonResponse({"version": newer[-1]["version"], "events": newer, "has_more": False})
             # A gap (a dropped message) or a long batch: the database has it all.
             _, page = await sync_to_async(_poll_check)(request, order_id, since_version, limit)
             return JsonResponse(page)

@@ -8,11 +8,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from orders import selectors as order_selectors
-from orders.selectors import ROLE_RIDER
 from tracking import selectors
-from tracking.api import serializers as io
+from tracking.api import serializers as tracking_io
 from tracking.services import location_points_ingest
 from xiaoxiang.api import JsonApiView, LenientJSONParser, error_responses
+from xiaoxiang.roles import ROLE_RIDER
 
 GEOJSON_MEDIA_TYPE = "application/geo+json"
 
@@ -37,7 +37,7 @@ class RiderLocationsApi(JsonApiView):
             "Each point is validated on its own; rejected points are reported by index and the rest are stored. "
             "Re-uploads of a `client_id` count as `duplicates`. A body that is not `{points: [1..500]}` is 400."
         ),
-        request=io.LocationBatchInputSerializer,
+        request=tracking_io.LocationBatchInputSerializer,
         examples=[
             OpenApiExample(
                 "A live point",
@@ -57,14 +57,14 @@ class RiderLocationsApi(JsonApiView):
                 },
             )
         ],
-        responses={200: io.IngestResultSerializer, **error_responses(400, 401, 403, 429)},
+        responses={200: tracking_io.IngestResultSerializer, **error_responses(400, 401, 403, 429)},
     )
     def post(self, request: Request) -> Response:
-        points, rejected = io.location_batch_parse(request.data)
+        points, rejected = tracking_io.location_batch_parse(request.data)
         result = location_points_ingest(rider_user=request.user, points=points)
         rejected = sorted(rejected + result.rejected, key=lambda entry: entry["index"])
         return Response(
-            io.IngestResultSerializer(
+            tracking_io.IngestResultSerializer(
                 {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
             ).data
         )
@@ -82,13 +82,13 @@ class OrderTrajectoryApi(JsonApiView):
             "4 decimals and the path only once the order is dispatched."
         ),
         responses={
-            (200, GEOJSON_MEDIA_TYPE): OpenApiResponse(io.FeatureCollectionSerializer),
+            (200, GEOJSON_MEDIA_TYPE): OpenApiResponse(tracking_io.FeatureCollectionSerializer),
             **error_responses(401, 403, 404, 429),
         },
     )
     def get(self, request: Request, order_id: str) -> HttpResponse:
         order = order_selectors.order_get_for_user(user=request.user, order_id=order_id)
-        content = io.trajectory_geojson(
+        content = tracking_io.trajectory_geojson(
             order=order,
             role=order_selectors.viewer_role(user=request.user, order=order),
             path=selectors.order_path(order=order),

@@ -256,8 +256,8 @@ def history_generate(
     """
     from orders import services as order_services
     from orders.models import Product
+    from tracking.jobs import jobs_suspended
     from tracking.services import LocationPoint, location_points_ingest
-    from tracking.tasks import jobs_suspended
 
     rng = random.Random(seed)  # noqa: S311  (a simulation, not cryptography)
     if end is None:

@@ -2,7 +2,7 @@ import math
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from tracking.eta import BASELINE_SPEED_MPS, ErrorSummary, eta_backtest
+from tracking.eta_backtest import BASELINE_SPEED_MPS, ErrorSummary, eta_backtest
 from tracking.eta_services import HISTORY_LIMIT, deliveries_history, local_tz
 
 

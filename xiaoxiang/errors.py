@@ -1,4 +1,4 @@
-"""Domain errors raised by services; the API layer maps them to HTTP answers."""
+"""Domain errors raised by services of every app; xiaoxiang.api maps them to HTTP answers."""
 
 from typing import Any
 
@@ -19,10 +19,6 @@ class InvalidInput(DomainError):
     """Bad input found by a service (unknown sku, ...): 400 with field errors."""
 
     status_code = 400
-
-
-class Forbidden(DomainError):
-    status_code = 403
 
 
 class NotFound(DomainError):

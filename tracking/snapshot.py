@@ -1,0 +1,189 @@
+"""The order snapshot (REST detail, WebSocket snapshot, cache) and how it changes.
+
+Built once at staff level; tracking.role_views filters it per viewer. The
+publish path keeps the cached copy current, so readers rarely rebuild it.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+
+from orders.models import STATUS_NAMES, Order, OrderStatus, Stage
+from tracking.models import Alert, EventKind
+from tracking.role_views import VIEWS, order_for_role, view_role
+from tracking.selectors import order_rider_position, order_timeline
+from tracking.wire import alert_payload, iso
+
+# Snapshot fields fixed when the order is created: never part of `changes`.
+STATIC_FIELDS = frozenset({"id", "items", "total_amount", "create_time", "warehouse", "delivery"})
+
+
+def _rider_name(order: Order) -> str | None:
+    if order.rider is None:
+        return None
+    profile = getattr(order.rider, "rider_profile", None)
+    return profile.display_name if profile else order.rider.get_username()
+
+
+def timeline_entry(*, kind: str, status: int, stage: str | None, time) -> dict[str, Any]:
+    label = Stage(stage).label if stage else OrderStatus(status).label
+    return {"kind": kind, "status": status, "stage": stage or None, "time": iso(time), "label": label}
+
+
+def order_snapshot_build(*, order: Order) -> dict[str, Any]:
+    """The full (staff-level) snapshot of an order, JSON-ready."""
+    rider_profile = getattr(order.rider, "rider_profile", None) if order.rider else None
+    position = order_rider_position(order=order)
+    return {
+        "id": order.id,
+        "status": order.status,
+        "status_name": STATUS_NAMES[OrderStatus(order.status)],
+        "status_display": OrderStatus(order.status).label,
+        "stage": order.stage or None,
+        "version": order.version,
+        "total_amount": str(order.total_amount),
+        "items": [
+            {
+                "sku": item.sku,
+                "name": item.name,
+                "quantity": item.quantity,
+                "unit_price": str(item.unit_price),
+                "line_total": str(item.line_total),
+            }
+            for item in order.items.all()
+        ],
+        "create_time": iso(order.create_time),
+        "update_time": iso(order.update_time),
+        "promised_at": iso(order.promised_at),
+        "eta": iso(order.eta),
+        "warehouse": {
+            "name": order.warehouse.name,
+            "lat": float(order.warehouse.latitude),
+            "lon": float(order.warehouse.longitude),
+        },
+        "delivery": {"address": order.delivery_address, "lat": order.delivery_lat, "lon": order.delivery_lon},
+        "rider": None
+        if order.rider is None
+        else {
+            "username": order.rider.get_username(),
+            "name": _rider_name(order),
+            "phone": rider_profile.phone if rider_profile else "",
+        },
+        "rider_position": None
+        if position is None
+        else {"lat": position["lat"], "lon": position["lon"], "recorded_at": iso(position["recorded_at"])},
+        "timeline": [
+            timeline_entry(kind=event.kind, status=event.status, stage=event.stage, time=event.recorded_at)
+            for event in order_timeline(order=order)
+        ],
+        "alerts": [alert_payload(alert) for alert in Alert.objects.filter(order=order).order_by("opened_at", "id")],
+    }
+
+
+def snapshot_cache_key(order_id: str) -> str:
+    return f"order-snapshot:{order_id}"
+
+
+def order_snapshot(*, order: Order) -> dict[str, Any]:
+    """The full snapshot, from the cache when it is at the order's current version."""
+    cached = cache.get(snapshot_cache_key(order.id))
+    if cached is not None and cached["version"] == order.version:
+        return cached
+    snapshot = order_snapshot_build(order=order)
+    cache.set(snapshot_cache_key(order.id), snapshot, settings.SNAPSHOT_CACHE_SECONDS)
+    return snapshot
+
+
+def order_snapshot_for_role(*, order: Order, role: str) -> dict[str, Any]:
+    snapshot = order_snapshot(order=order)
+    return order_for_role(snapshot, role, status=snapshot["status"])
+
+
+def snapshot_cache_refresh(snapshot: dict[str, Any]) -> None:
+    """Cache a freshly built snapshot unless a newer one is already cached."""
+    key = snapshot_cache_key(snapshot["id"])
+    cached = cache.get(key)
+    # Publishes of one order can finish out of order across processes; a
+    # stale write here is harmless anyway (order_snapshot checks the version).
+    if cached is None or cached["version"] <= snapshot["version"]:
+        cache.set(key, snapshot, settings.SNAPSHOT_CACHE_SECONDS)
+
+
+def mutable_fields(snapshot: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in snapshot.items() if key not in STATIC_FIELDS}
+
+
+def snapshot_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `after` that differ from `before`; without `before`, every field that can change."""
+    if before is None:
+        return mutable_fields(after)
+    return {key: value for key, value in after.items() if key not in before or before[key] != value}
+
+
+def changes_by_view(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`snapshot_changes` as each view sees it."""
+
+    def seen(snapshot: dict[str, Any], view: str) -> dict[str, Any]:
+        return order_for_role(snapshot, view_role(view), status=snapshot["status"])
+
+    return {view: snapshot_changes(None if before is None else seen(before, view), seen(after, view)) for view in VIEWS}
+
+
+def snapshot_advance(snapshot: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot after one event of a batch (only what the event itself tells)."""
+    following = {**snapshot, "version": payload["version"]}
+    if payload["kind"] == EventKind.LOCATION and payload["lat"] is not None:
+        position = snapshot.get("rider_position")
+        # A late (offline) point fills history but never moves the live position back.
+        # Ties go to the later version, as in order_rider_position.
+        if position is None or position["recorded_at"] <= payload["recorded_at"]:
+            following["rider_position"] = {
+                "lat": payload["lat"],
+                "lon": payload["lon"],
+                "recorded_at": payload["recorded_at"],
+            }
+    return following
+
+
+def snapshot_after_points(
+    order_id: str, previous: dict[str, Any] | None, payloads: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The snapshot after a batch of GPS points, advanced from the cached one; None when it must be rebuilt.
+
+    The GPS ingest hot path: points change only rider_position, version and
+    update_time, and every other change of an order bumps its version with an
+    event of its own. So the cached snapshot one version before the batch, plus
+    the batch, is the current state, provided nothing committed after the
+    batch (checked on the row, one query instead of a rebuild's six).
+    """
+    if previous is None or previous["version"] != payloads[0]["version"] - 1:
+        return None
+    if any(payload["kind"] != EventKind.LOCATION for payload in payloads):
+        return None
+    row = Order.objects.filter(pk=order_id).values_list("version", "update_time").first()
+    if row is None or row[0] != payloads[-1]["version"]:
+        return None
+    current = previous
+    for payload in payloads:
+        current = snapshot_advance(current, payload)
+    return {**current, "update_time": row[1].isoformat()}
+
+
+def order_version_key(order_id: str) -> str:
+    return f"order-version:{order_id}"
+
+
+def order_version_remember(order_id: str, version: int) -> None:
+    # Short-lived: a publish that failed before refreshing it is found within a minute.
+    cache.set(order_version_key(order_id), version, 60)
+
+
+def order_version_hint(*, order_id: str) -> int | None:
+    """The order's newest published version, from the cache (the publish path keeps it), else the database."""
+    version = cache.get(order_version_key(order_id))
+    if version is None:
+        version = Order.objects.filter(pk=order_id).values_list("version", flat=True).first()
+        if version is not None:
+            order_version_remember(order_id, version)
+    return version

@@ -1,0 +1,304 @@
+"""What every WebSocket shares (DESIGN.md section 5): authentication, limits, heartbeat.
+
+StreamConsumer authenticates by session cookie or a first-message JWT,
+applies the 4401/4429 rules and the connection slots, and beats; the apps'
+consumers subclass it and implement `opened`.
+"""
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import redis
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+logger = logging.getLogger(__name__)
+
+
+class ConnectionSlots:
+    """Counts open sockets per user and per IP: a Redis sorted set per key (member: socket, score: lease end).
+
+    Leases expire unless the socket's heartbeat renews them, so a daphne
+    process that dies without running disconnect frees its slots by itself.
+    Without REDIS_URL there is one process, and a dict does the same job.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._local: dict[str, dict[str, float]] = defaultdict(dict)
+        self._redis = None
+
+    def _client(self):
+        if not settings.REDIS_URL:
+            return None
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(settings.REDIS_URL)
+        return self._redis
+
+    @staticmethod
+    def _key(scope: str) -> str:
+        return f"xiaoxiang:ws-slots:{scope}"
+
+    def acquire(self, *, scope: str, member: str, limit: int, ttl: float) -> bool:
+        """Take a slot; False when `limit` sockets already hold one."""
+        now = time.time()
+        client = self._client()
+        if client is None:
+            with self._lock:
+                leases = self._local[scope]
+                for expired in [name for name, until in leases.items() if until <= now]:
+                    del leases[expired]
+                if member not in leases and len(leases) >= limit:
+                    return False
+                leases[member] = now + ttl
+                return True
+        key = self._key(scope)
+        # Add first, then count: two sockets racing for the last slot may both
+        # be refused, never both admitted.
+        pipe = client.pipeline()
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zadd(key, {member: now + ttl})
+        pipe.zcard(key)
+        pipe.expire(key, int(ttl) + 1)
+        count = pipe.execute()[2]
+        if count > limit:
+            client.zrem(key, member)
+            return False
+        return True
+
+    def renew(self, *, scope: str, member: str, ttl: float) -> None:
+        client = self._client()
+        if client is None:
+            with self._lock:
+                if member in self._local[scope]:
+                    self._local[scope][member] = time.time() + ttl
+            return
+        key = self._key(scope)
+        pipe = client.pipeline()
+        pipe.zadd(key, {member: time.time() + ttl}, xx=True)
+        pipe.expire(key, int(ttl) + 1)
+        pipe.execute()
+
+    def release(self, *, scope: str, member: str) -> None:
+        client = self._client()
+        if client is None:
+            with self._lock:
+                self._local[scope].pop(member, None)
+            return
+        client.zrem(self._key(scope), member)
+
+
+connection_slots = ConnectionSlots()
+
+
+def connection_slot_ttl() -> float:
+    """How long a socket's connection slot lives unless its heartbeat refreshes it.
+
+    Covers daphne processes that die without running disconnect: their slots
+    lapse instead of locking users out forever.
+    """
+    return settings.WS_HEARTBEAT_SECONDS * 3 + 5
+
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429
+
+
+def _user_from_token(token: str) -> tuple[AbstractBaseUser, float]:
+    """The active user a valid, unexpired, unrevoked access token names, and its expiry (epoch seconds)."""
+    validated = AccessToken(token)
+    user = JWTAuthentication().get_user(validated)
+    return user, float(validated["exp"])
+
+
+def _slots(method):
+    # Redis only, no database: off the shared database thread, so slot
+    # bookkeeping never queues behind other sockets' queries.
+    return sync_to_async(method, thread_sensitive=False)
+
+
+class MessageBucket:
+    """Token bucket: `rate` messages per second with a burst of `rate`."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.updated_at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.updated_at) * self.rate)
+        self.updated_at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class StreamConsumer(AsyncJsonWebsocketConsumer):
+    """Authentication, limits and heartbeat for every socket; subclasses implement `opened`."""
+
+    async def connect(self) -> None:
+        self.user: AbstractBaseUser | None = None
+        self.closing = False
+        self.joined: list[str] = []
+        self.slots: list[str] = []
+        self.tasks: list[asyncio.Task] = []
+        self.expiry_task: asyncio.Task | None = None
+        self.auth_task: asyncio.Task | None = None
+        # The heartbeat runs beside the message loop; both send frames.
+        self.send_lock = asyncio.Lock()
+        self.bucket = MessageBucket(settings.WS_MAX_MESSAGES_PER_SECOND)
+        # Accept first: close codes only exist on an open socket.
+        await self.accept()
+        client = self.scope.get("client") or ["unknown"]
+        if not await self.slot_take(f"ip:{client[0]}", settings.WS_MAX_CONNECTIONS_PER_IP):
+            await self.deny(CLOSE_TOO_MANY)
+            return
+        # The Origin check strips cookies from handshakes without Origin, so
+        # a user here came from a same-site browser session.
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            await self.authenticated(user, expires_at=None)
+        else:
+            self.auth_task = asyncio.create_task(self._auth_deadline())
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        for task in [*self.tasks, self.auth_task, self.expiry_task]:
+            if task is not None:
+                task.cancel()
+        for group in getattr(self, "joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for scope in getattr(self, "slots", []):
+            await _slots(connection_slots.release)(scope=scope, member=self.channel_name)
+
+    async def deny(self, code: int) -> None:
+        if not self.closing:
+            self.closing = True
+            await self.close(code=code)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > settings.WS_MAX_FRAME_BYTES or not self.bucket.take():
+            await self.deny(CLOSE_TOO_MANY)
+            return
+        try:
+            content = json.loads(text_data) if text_data is not None else None
+        except ValueError:
+            content = None
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            if self.user is None:
+                await self.deny(CLOSE_UNAUTHENTICATED)
+            else:
+                await self.send_json({"type": "error", "detail": 'Send a JSON object with a "type".'})
+            return
+        if content["type"] == "auth":
+            await self.authenticate_token(content.get("token"))
+        elif self.user is None:
+            await self.deny(CLOSE_UNAUTHENTICATED)
+        else:
+            await self.receive_message(content)
+
+    async def receive_message(self, content: dict[str, Any]) -> None:
+        await self.send_json({"type": "error", "detail": f"Unknown message type {content['type']!r}."})
+
+    async def _auth_deadline(self) -> None:
+        await asyncio.sleep(settings.WS_AUTH_TIMEOUT_SECONDS)
+        if self.user is None:
+            await self.deny(CLOSE_UNAUTHENTICATED)
+
+    async def _expire_at(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await self.deny(CLOSE_UNAUTHENTICATED)
+
+    async def authenticate_token(self, token: Any) -> None:
+        if not isinstance(token, str) or not token:
+            await self.deny(CLOSE_UNAUTHENTICATED)
+            return
+        try:
+            user, expires_at = await database_sync_to_async(_user_from_token)(token)
+        except (TokenError, InvalidToken, AuthenticationFailed):
+            await self.deny(CLOSE_UNAUTHENTICATED)
+            return
+        if self.user is None:
+            await self.authenticated(user, expires_at=expires_at)
+        elif user.pk == self.user.pk:
+            # A fresh token for the same user extends the socket's life.
+            self._schedule_expiry(expires_at)
+        else:
+            await self.deny(CLOSE_UNAUTHENTICATED)
+
+    def _schedule_expiry(self, expires_at: float | None) -> None:
+        if self.expiry_task is not None:
+            self.expiry_task.cancel()
+        self.expiry_task = asyncio.create_task(self._expire_at(expires_at)) if expires_at is not None else None
+
+    async def authenticated(self, user: AbstractBaseUser, *, expires_at: float | None) -> None:
+        if self.auth_task is not None:
+            self.auth_task.cancel()
+        if not await self.slot_take(f"user:{user.pk}", settings.WS_MAX_CONNECTIONS_PER_USER):
+            await self.deny(CLOSE_TOO_MANY)
+            return
+        self.user = user
+        self._schedule_expiry(expires_at)
+        await self.opened()
+        if not self.closing:
+            self.tasks.append(asyncio.create_task(self._heartbeat_loop()))
+
+    async def opened(self) -> None:
+        """Authorize, join groups and send the first frame; close with a code when not allowed."""
+        raise NotImplementedError
+
+    async def join(self, group: str) -> None:
+        await self.channel_layer.group_add(group, self.channel_name)
+        if group not in self.joined:
+            self.joined.append(group)
+
+    async def slot_take(self, scope: str, limit: int) -> bool:
+        taken = await _slots(connection_slots.acquire)(
+            scope=scope, member=self.channel_name, limit=limit, ttl=connection_slot_ttl()
+        )
+        if taken:
+            self.slots.append(scope)
+        return taken
+
+    async def _heartbeat_loop(self) -> None:
+        while not self.closing:
+            await asyncio.sleep(settings.WS_HEARTBEAT_SECONDS)
+            try:
+                # Re-join: group membership expires (group_expiry) unless renewed.
+                for group in self.joined:
+                    await self.channel_layer.group_add(group, self.channel_name)
+                for scope in self.slots:
+                    await _slots(connection_slots.renew)(
+                        scope=scope, member=self.channel_name, ttl=connection_slot_ttl()
+                    )
+                async with self.send_lock:
+                    if not self.closing:
+                        await self.heartbeat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # One failed beat (Redis hiccup) must not end the socket's heartbeat.
+                logger.exception("heartbeat failed on %s", self.channel_name)
+
+    async def heartbeat(self) -> None:
+        await self.send_json({"type": "heartbeat", "server_time": timezone.now().isoformat()})
