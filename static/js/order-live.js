@@ -5,15 +5,13 @@
 // the one rule the server's `changes` make possible, and a gap or a newer
 // heartbeat asks for a resync, with the REST detail as the last word.
 
-import { STATUS, fetchJson, parseTime, parseTrajectory, readJson } from "./map-common.js";
+import { STATUS, fetchJson, parseTrajectory, readJson } from "./map-common.js";
 import { OrderStream } from "./order-stream.js";
 import { OrderView } from "./order-view.js";
 
 // Timings; window.xiaoxiangLiveTuning (set before this module runs) may override them, e.g. in tests.
 const TUNING = window.xiaoxiangLiveTuning || {};
 const RESYNC_WAIT_MS = TUNING.resyncWaitMs ?? 4000;
-
-const finite = (value) => value !== null && value !== undefined && value !== "" && Number.isFinite(Number(value));
 
 class OrderLive {
   constructor({ snapshot, config }) {
@@ -95,11 +93,8 @@ class OrderLive {
   onFrame(frame) {
     if (frame.type === "snapshot") this.applySnapshot(frame.order || {}, frame.version);
     else if (frame.type === "event") {
-      const result = this.applyEvent(frame);
-      if (result === "gap") return this.requestResync();
+      if (this.applyEvent(frame) === "gap") return this.requestResync();
       this.drainPending();
-      // Poll events carry no changes yet: derived fields (ETA, rider) come from the source.
-      if (result === "applied" && !frame.changes && frame.event.kind !== "location") return this.resyncFromRest();
     } else if (frame.type === "heartbeat" && Number(frame.version) > this.version) return this.requestResync();
     return null;
   }
@@ -129,39 +124,15 @@ class OrderLive {
     this.version = version;
     const { event = {}, changes } = frame;
     const snapshot = this.snapshot;
-    if (changes && typeof changes === "object") Object.assign(snapshot, changes);
-    snapshot.version = version;
-    const kind = event.kind;
-    if (kind === "location") {
+    // The server sends what the event changed (position, status, timeline, ETA...); the page only draws the point.
+    Object.assign(snapshot, changes);
+    if (event.kind === "location") {
       this.view.addPoint(
         { lat: event.lat, lon: event.lon, time: event.recorded_at },
         { status: Number(event.status ?? snapshot.status) },
       );
-      const current = snapshot.rider_position;
-      const time = parseTime(event.recorded_at);
-      if (!changes || !("rider_position" in changes)) {
-        if (finite(event.lat) && finite(event.lon)) {
-          if (!current || !parseTime(current.recorded_at) || (time && time >= parseTime(current.recorded_at))) {
-            snapshot.rider_position = { lat: Number(event.lat), lon: Number(event.lon), recorded_at: event.recorded_at };
-          }
-        }
-      }
-    } else if (kind === "status" || kind === "stage") {
-      if (event.status !== undefined && event.status !== null) snapshot.status = Number(event.status);
-      if (kind === "stage") snapshot.stage = event.stage;
-      if (!changes || !Array.isArray(changes.timeline)) {
-        const timeline = snapshot.timeline || (snapshot.timeline = []);
-        const exists = timeline.some(
-          (entry) =>
-            entry.kind === kind && Number(entry.status) === Number(event.status) && (entry.stage || null) === (event.stage || null),
-        );
-        if (!exists) timeline.push({ kind, status: event.status, stage: event.stage || null, time: event.recorded_at });
-      }
-    } else if (kind === "eta") {
-      const data = event.data || {};
-      const eta = (changes && changes.eta) || data.eta || data.new_eta;
-      this.view.notePreviousEta(data.previous_eta);
-      if (eta) snapshot.eta = eta;
+    } else if (event.kind === "eta") {
+      this.view.notePreviousEta((event.data || {}).previous_eta);
     }
     if (snapshot.eta) this.view.noteEta(snapshot.eta);
     this.view.render(snapshot);
