@@ -91,12 +91,19 @@ class OrderLive {
 
   // One frame from the stream, whichever transport brought it; a returned promise is a REST refresh.
   onFrame(frame) {
-    if (frame.type === "snapshot") this.applySnapshot(frame.order || {}, frame.version);
-    else if (frame.type === "event") {
-      if (this.applyEvent(frame) === "gap") return this.requestResync();
-      this.drainPending();
-    } else if (frame.type === "heartbeat" && Number(frame.version) > this.version) return this.requestResync();
-    return null;
+    switch (frame.type) {
+      case "snapshot":
+        this.applySnapshot(frame.order || {}, frame.version);
+        return null;
+      case "event":
+        if (this.applyEvent(frame) === "gap") return this.requestResync();
+        this.drainPending();
+        return null;
+      case "heartbeat":
+        return Number(frame.version) > this.version ? this.requestResync() : null;
+      default:
+        return null;
+    }
   }
 
   applySnapshot(order, version) {
@@ -124,7 +131,8 @@ class OrderLive {
     this.version = version;
     const { event = {}, changes } = frame;
     const snapshot = this.snapshot;
-    // The server sends what the event changed (position, status, timeline, ETA...); the page only draws the point.
+    // The server says what the event changed (position, status, timeline, ETA...), on the socket and the
+    // poll alike; the page adds only the point to the drawn path.
     Object.assign(snapshot, changes);
     if (event.kind === "location") {
       this.view.addPoint(
