@@ -38,9 +38,11 @@ run: history ## Start the whole product (embedded default, or the production top
 		PORT=$(PORT) SIM_BASE_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho -f deploy/Procfile.embedded start; \
 	fi
 
-lint: $(VENV)/.installed ## ruff check and format check
+lint: $(VENV)/.installed ## ruff, the import contracts (pyproject.toml) and the module-cycle check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/test_architecture.py
 
 format: $(VENV)/.installed ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -19,7 +19,7 @@ from orders.models import Order
 from orders.selectors import order_get_for_user, viewer_role
 from tracking.ops import ops_state
 from tracking.publish import OPS_GROUP, order_group
-from tracking.role_views import event_for_role, role_view
+from tracking.role_views import role_view
 from tracking.snapshot import order_snapshot_for_role, order_version_hint
 from tracking.stream import order_resync_frames
 from xiaoxiang.errors import NotFound
@@ -119,22 +119,15 @@ class OrderConsumer(StreamConsumer):
             return
         view = role_view(self.role)
         async with self.send_lock:
-            for payload, changes in zip(message["events"], message["changes"], strict=True):
+            for payload, frame in zip(message["events"], message["frames"][view], strict=True):
                 if payload["version"] <= self.version:
                     continue
                 if payload["version"] != self.version + 1:
-                    # A message was dropped (full channel, layer hiccup): catch
-                    # up from the database so the client still sees every version.
+                    # A message was missed (layer hiccup, subscriber reconnect):
+                    # catch up from the database so the client still sees every version.
                     await self.resync_from(self.version, shared=True)
                     return
-                await self.send_json(
-                    {
-                        "type": "event",
-                        "version": payload["version"],
-                        "event": event_for_role(payload, self.role),
-                        "changes": changes[view],
-                    }
-                )
+                await self.send(text_data=frame)
                 self.version = payload["version"]
 
     async def receive_message(self, content: dict[str, Any]) -> None:

@@ -1,11 +1,12 @@
 """Publishing committed changes to the Channels layer (best effort; the database is the truth).
 
 events_publish (run after commit by tracking.signals) builds the order's
-snapshot once, diffs it against the cached previous snapshot per view and
-refreshes the cache, so every consumer and poll only forwards what it
-receives.
+snapshot once, diffs it against the cached previous snapshot per view,
+encodes each view's socket frames and refreshes the cache, so every consumer
+and poll only forwards what it receives.
 """
 
+import json
 import logging
 from collections import defaultdict
 from typing import Any
@@ -15,7 +16,7 @@ from django.db import transaction
 
 from orders.models import Order
 from tracking.models import Rider, TrackingEvent
-from tracking.role_views import VIEWS
+from tracking.role_views import VIEWS, event_for_role, view_role
 from tracking.snapshot import (
     changes_by_view,
     order_snapshot_build,
@@ -77,6 +78,22 @@ def order_events_message(order_id: str, events: list[TrackingEvent]) -> dict[str
         "version": payloads[-1]["version"],
         "events": payloads,
         "changes": changes,
+        # The socket frames, encoded here once per view, so a daphne process
+        # forwards text instead of filtering and encoding once per socket.
+        "frames": {
+            view: [
+                json.dumps(
+                    {
+                        "type": "event",
+                        "version": payload["version"],
+                        "event": event_for_role(payload, view_role(view)),
+                        "changes": step[view],
+                    }
+                )
+                for payload, step in zip(payloads, changes, strict=True)
+            ]
+            for view in VIEWS
+        },
     }
 
 

@@ -82,7 +82,7 @@ def embedded_beat_start() -> bool:
     global _embedded_thread
     from django.conf import settings
 
-    if settings.REDIS_URL or not getattr(settings, "TRACKING_JOBS_ENABLED", True) or not _is_server_process():
+    if settings.REDIS_URL or not settings.TRACKING_JOBS_ENABLED or not _is_server_process():
         return False
     with _embedded_lock:
         if _embedded_thread is not None:

@@ -124,31 +124,15 @@ REDIS_URL = env_url("REDIS_URL", ("redis", "rediss"))
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # Redis pub/sub: a daphne process subscribes once per group it
+            # serves and fans each message out to its own sockets, so a
+            # message crosses the network once per process, not once per
+            # socket, and nothing queues up in Redis to be dropped. A message
+            # published while a subscriber reconnects is missed; the sockets'
+            # catch-up check repairs it from the database (docs/realtime.md).
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                # redis-py 8 reads with a 5 s socket timeout, the same as
-                # channels-redis's blocking pop: an idle receive then raises and
-                # kills the consumer (1011) or the long-poll (500). Wait longer.
-                # redis-py's async pool also raises (rather than waits) past
-                # max_connections, default 100: a burst of sockets joining
-                # their groups at once needs more than that.
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "socket_timeout": 30,
-                        "max_connections": env_int("CHANNEL_REDIS_MAX_CONNECTIONS", 2000),
-                    }
-                ],
-                # A socket that falls this far behind drops messages; the
-                # heartbeat and resync bring it back to the database state.
-                # channels-redis keeps all of one process's sockets in one
-                # Redis inbox, so this bounds a whole daphne's backlog (about
-                # ten messages per socket at 1,000 sockets), not one socket's.
-                "capacity": env_int("CHANNEL_CAPACITY", 10000),
-                # Older messages are dropped: a heartbeat (20 s) repairs it sooner.
-                "expiry": 30,
-                # Consumers re-join their groups on every heartbeat.
-                "group_expiry": 600,
+                "hosts": [{"address": REDIS_URL}],
                 "prefix": "xiaoxiang",
             },
         }

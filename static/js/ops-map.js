@@ -129,7 +129,7 @@ class OpsMap {
   }
 
   riderHasAlert(id) {
-    for (const entry of this.alerts.values()) if (String(entry.data.rider_id) === String(id)) return true;
+    for (const entry of this.alerts.values()) if (String(entry.data.rider) === String(id)) return true;
     return false;
   }
 
@@ -183,11 +183,8 @@ class OpsMap {
       return;
     }
     const existing = this.alerts.get(id);
-    // The push names the order and rider `order`/`rider`; the state read says `order_id`/`rider_id`.
     const data = { ...(existing ? existing.data : {}), ...alert };
-    if (data.order_id === undefined && alert.order !== undefined) data.order_id = alert.order;
-    if (data.rider_id === undefined && alert.rider !== undefined) data.rider_id = alert.rider;
-    const rider = data.rider_id === undefined || data.rider_id === null ? null : this.riders.get(String(data.rider_id));
+    const rider = data.rider === undefined || data.rider === null ? null : this.riders.get(String(data.rider));
     if (rider) Object.assign(data, { lat: rider.data.lat, lon: rider.data.lon });
     if (rider && !data.rider_name) data.rider_name = rider.data.name;
     if (existing) existing.circle.remove();
@@ -205,7 +202,7 @@ class OpsMap {
         .addTo(this.alertLayer);
     }
     this.alerts.set(id, { data, circle: circle || { remove() {} }, fresh: fresh && !existing });
-    if (data.rider_id !== undefined && data.rider_id !== null) this.refreshRiderIcon(String(data.rider_id));
+    if (data.rider !== undefined && data.rider !== null) this.refreshRiderIcon(String(data.rider));
   }
 
   removeAlert(id) {
@@ -213,7 +210,7 @@ class OpsMap {
     if (!entry) return;
     entry.circle.remove();
     this.alerts.delete(id);
-    if (entry.data.rider_id !== undefined && entry.data.rider_id !== null) this.refreshRiderIcon(String(entry.data.rider_id));
+    if (entry.data.rider !== undefined && entry.data.rider !== null) this.refreshRiderIcon(String(entry.data.rider));
   }
 
   renderAlerts() {
@@ -230,12 +227,12 @@ class OpsMap {
           el(
             "div",
             { class: "muted small" },
-            `${alert.rider_name ? `${alert.rider_name} · ` : ""}订单 ${String(alert.order_id || "").slice(0, 8)} · ${formatDateTime(alert.opened_at)}`,
+            `${alert.rider_name ? `${alert.rider_name} · ` : ""}订单 ${String(alert.order || "").slice(0, 8)} · ${formatDateTime(alert.opened_at)}`,
           ),
         );
         item.addEventListener("click", () => {
           if (finite(alert.lat) && finite(alert.lon)) this.map.flyTo([Number(alert.lat), Number(alert.lon)], 16);
-          if (alert.rider_id !== undefined && alert.rider_id !== null) this.selectRider(String(alert.rider_id));
+          if (alert.rider !== undefined && alert.rider !== null) this.selectRider(String(alert.rider));
           else if (entry.circle.openPopup) entry.circle.openPopup();
         });
         entry.fresh = false;

@@ -43,7 +43,9 @@ def eta_update(order_id: str, eta: dt.datetime) -> None:
     order = Order.objects.select_for_update().get(pk=order_id)
     previous, order.eta = order.eta, eta
     data = {"eta": eta.isoformat(), "previous_eta": previous.isoformat() if previous else None}
-    tracking_event_record(order=order, kind=EventKind.ETA, operator_type=OperatorType.SYSTEM, data=data)
+    tracking_event_record(
+        order=order, kind=EventKind.ETA, changed_fields=["eta"], operator_type=OperatorType.SYSTEM, data=data
+    )
 
 
 def clock(value: dt.datetime) -> str:

@@ -138,7 +138,7 @@ def test_ops_state_lists_active_riders_and_open_alerts(make_order, rider, other_
     assert set(riders) == {"rita", "ravi"}
     assert riders["rita"]["delivering"] == 1
     assert riders["ravi"]["delivering"] == 0
-    assert [(entry["id"], entry["order_id"], entry["rider_id"]) for entry in state["alerts"]] == [
+    assert [(entry["id"], entry["order"], entry["rider"]) for entry in state["alerts"]] == [
         (alert.id, order.id, rider.pk)
     ]
     assert state["alerts"][0]["lat"] == rider.rider_profile.last_lat

@@ -590,8 +590,9 @@ async def _members(group: str) -> list[str]:
     layer = get_channel_layer()
     if isinstance(layer, InMemoryChannelLayer):
         return list(layer.groups.get(group, {}))
-    connection = layer.connection(layer.consistent_hash(group))
-    return [name.decode() for name in await connection.zrange(layer._group_key(group), 0, -1)]
+    # RedisPubSubChannelLayer: membership is this process's, per group channel.
+    loop_layer = layer._get_layer()
+    return sorted(loop_layer.groups.get(loop_layer._get_group_channel_name(group), set()))
 
 
 def test_heartbeat_rejoins_the_group_after_it_expired(make_order, customer, operator, settings):

@@ -9,6 +9,7 @@ DRF's own authenticators.
 """
 
 import asyncio
+import contextlib
 import math
 from typing import Any
 
@@ -162,6 +163,7 @@ async def order_poll_view(request: HttpRequest, order_id: str) -> JsonResponse:
     group = order_group(order_id)
     # Join before the database check: an event committed in between still wakes us.
     await layer.group_add(group, channel)
+    receiving: asyncio.Future | None = None
     try:
         try:
             role, page = await sync_to_async(_poll_check)(request, order_id, since_version, limit)
@@ -174,15 +176,16 @@ async def order_poll_view(request: HttpRequest, order_id: str) -> JsonResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         recheck = settings.POLL_RECHECK_SECONDS
+        # One receive for the whole wait: cancelling a receive makes the
+        # pub/sub layer drop the channel (and anything arriving meanwhile).
+        receiving = asyncio.ensure_future(layer.receive(channel))
         while (remaining := deadline - loop.time()) > 0:
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), min(remaining, recheck))
-            except TimeoutError:
-                # Safety net, not a polling loop: channels-redis can hold a
-                # message back for seconds after another socket in this
-                # process is cancelled mid-receive. The publish path records
-                # the newest version in the cache, so a glance there (no
-                # database) catches what the layer is late with.
+            await asyncio.wait({receiving}, timeout=min(remaining, recheck))
+            if not receiving.done():
+                # Safety net, not a polling loop: a publish made while the
+                # layer's subscriber reconnected is missed. The publish path
+                # records the newest version in the cache, so a glance there
+                # (no database) catches what the layer did not deliver.
                 hint = await sync_to_async(order_version_hint, thread_sensitive=False)(order_id=order_id)
                 if hint is None or hint <= since_version:
                     continue
@@ -190,6 +193,8 @@ async def order_poll_view(request: HttpRequest, order_id: str) -> JsonResponse:
                 if page["events"]:
                     return JsonResponse(page)
                 continue
+            message = receiving.result()
+            receiving = asyncio.ensure_future(layer.receive(channel))
             if message.get("type") != "order.events":
                 continue
             view = role_view(role)
@@ -202,11 +207,15 @@ async def order_poll_view(request: HttpRequest, order_id: str) -> JsonResponse:
                 continue
             if newer[0]["version"] == since_version + 1 and len(newer) <= limit:
                 return JsonResponse({"version": newer[-1]["version"], "events": newer, "has_more": False})
-            # A gap (a dropped message) or a long batch: the database has it all.
+            # A gap (a missed message) or a long batch: the database has it all.
             _, page = await sync_to_async(_poll_check)(request, order_id, since_version, limit)
             return JsonResponse(page)
         return JsonResponse({"version": page["version"], "events": [], "has_more": False})
     finally:
+        if receiving is not None:
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiving
         await layer.group_discard(group, channel)
 
 

@@ -13,7 +13,6 @@ import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from unittest import mock
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.test.utils import override_settings
@@ -217,9 +216,6 @@ def destination_near(warehouse: tuple[float, float], rng: random.Random) -> tupl
     return offset(warehouse, bearing_deg=rng.uniform(0, 360), distance_m=rng.uniform(600, 3500))
 
 
-# --- History: completed deliveries in the past, through the real services --------
-
-
 class SyntheticClock:
     """timezone.now() for code run inside `running()`: the history is written as if it happened then."""
 
@@ -234,8 +230,16 @@ class SyntheticClock:
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        with mock.patch.object(timezone, "now", lambda: self.now):
+        # The services and the models' auto_now fields read Django's clock, and
+        # the history must be written as the past: swap that clock for the
+        # synthetic one while this command (single-threaded) writes, then put
+        # it back.
+        real_now = timezone.now
+        timezone.now = lambda: self.now
+        try:
             yield
+        finally:
+            timezone.now = real_now
 
 
 def history_generate(
