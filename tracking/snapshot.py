@@ -4,6 +4,7 @@ Built once at staff level; tracking.role_views filters it per viewer. The
 publish path keeps the cached copy current, so readers rarely rebuild it.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -179,11 +180,25 @@ def order_version_remember(order_id: str, version: int) -> None:
     cache.set(order_version_key(order_id), version, 60)
 
 
+def order_versions_hint(*, order_ids: Iterable[str]) -> dict[str, int]:
+    """Each order's newest published version, from the cache (one read for all), else the database.
+
+    Orders that do not exist are left out.
+    """
+    order_ids = set(order_ids)
+    if not order_ids:
+        return {}
+    keys = {order_version_key(order_id): order_id for order_id in order_ids}
+    versions = {keys[key]: version for key, version in cache.get_many(list(keys)).items()}
+    missing = order_ids - versions.keys()
+    if missing:
+        found = dict(Order.objects.filter(pk__in=missing).values_list("pk", "version"))
+        # Short-lived: a publish that failed before refreshing it is found within a minute.
+        cache.set_many({order_version_key(order_id): version for order_id, version in found.items()}, 60)
+        versions.update(found)
+    return versions
+
+
 def order_version_hint(*, order_id: str) -> int | None:
-    """The order's newest published version, from the cache (the publish path keeps it), else the database."""
-    version = cache.get(order_version_key(order_id))
-    if version is None:
-        version = Order.objects.filter(pk=order_id).values_list("version", flat=True).first()
-        if version is not None:
-            order_version_remember(order_id, version)
-    return version
+    """One order's newest published version (see order_versions_hint)."""
+    return order_versions_hint(order_ids=[order_id]).get(order_id)
