@@ -18,7 +18,8 @@ from django.utils import timezone
 from orders.models import Order
 from orders.selectors import order_get_for_user, viewer_role
 from tracking.ops import ops_state
-from tracking.publish import OPS_GROUP, order_group
+from tracking.ops_feed import ops_feed
+from tracking.publish import order_group
 from tracking.role_views import role_view
 from tracking.snapshot import order_snapshot_for_role, order_versions_hint
 from tracking.stream import order_resync_frames
@@ -189,21 +190,27 @@ class OrderConsumer(StreamConsumer):
 
 
 class OpsConsumer(StreamConsumer):
-    """/ws/ops/: staff only; every active rider's position and every alert."""
+    """/ws/ops/: staff only; every active rider's position and every alert (fed by tracking.ops_feed)."""
 
     async def opened(self) -> None:
+        self.ready = False
         if not self.user.is_staff:
             await self.deny(CLOSE_FORBIDDEN)
             return
-        await self.join(OPS_GROUP)
+        # Subscribed before the state is read, so no move falls between them.
+        await ops_feed().add(self)
         state = await database_sync_to_async(ops_state)()
         async with self.send_lock:
             await self.send_json({"type": "ops.snapshot", **state})
+            self.ready = True
 
-    async def ops_rider(self, message: dict[str, Any]) -> None:
+    async def forward(self, text: str) -> None:
+        """A frame of the process's ops feed (riders moved, an alert)."""
+        if not self.ready or self.closing:
+            return
         async with self.send_lock:
-            await self.send_json({"type": "ops.rider", "rider": message["rider"]})
+            await self.send(text_data=text)
 
-    async def ops_alert(self, message: dict[str, Any]) -> None:
-        async with self.send_lock:
-            await self.send_json({"type": "ops.alert", "alert": message["alert"]})
+    async def disconnect(self, code: int) -> None:
+        ops_feed().discard(self)
+        await super().disconnect(code)

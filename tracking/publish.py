@@ -11,7 +11,6 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from django.core.cache import cache
 from django.db import transaction
 
 from orders.models import Order
@@ -27,6 +26,7 @@ from tracking.snapshot import (
     snapshot_cache_refresh,
 )
 from tracking.wire import event_payload, rider_payload
+from xiaoxiang.caching import shared_cache
 from xiaoxiang.push import group_send
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def order_group(order_id: str) -> str:
 def order_events_message(order_id: str, events: list[TrackingEvent]) -> dict[str, Any] | None:
     """The channel-layer message for a batch of one order's committed events, with per-view changes."""
     payloads = [event_payload(event) for event in sorted(events, key=lambda event: event.version)]
-    previous = cache.get(snapshot_cache_key(order_id))
+    previous = shared_cache().get(snapshot_cache_key(order_id))
     current = snapshot_after_points(order_id, previous, payloads)
     if current is None:
         order = Order.objects.select_related("warehouse", "rider", "rider__rider_profile").filter(pk=order_id).first()

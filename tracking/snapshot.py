@@ -8,13 +8,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 
 from orders.models import STATUS_NAMES, Order, OrderStatus, Stage
 from tracking.models import Alert, EventKind
 from tracking.role_views import VIEWS, order_for_role, view_role
 from tracking.selectors import order_rider_position, order_timeline
 from tracking.wire import alert_payload, iso
+from xiaoxiang.caching import shared_cache
 
 # Snapshot fields fixed when the order is created: never part of `changes`.
 STATIC_FIELDS = frozenset({"id", "items", "total_amount", "create_time", "warehouse", "delivery"})
@@ -88,11 +88,11 @@ def snapshot_cache_key(order_id: str) -> str:
 
 def order_snapshot(*, order: Order) -> dict[str, Any]:
     """The full snapshot, from the cache when it is at the order's current version."""
-    cached = cache.get(snapshot_cache_key(order.id))
+    cached = shared_cache().get(snapshot_cache_key(order.id))
     if cached is not None and cached["version"] == order.version:
         return cached
     snapshot = order_snapshot_build(order=order)
-    cache.set(snapshot_cache_key(order.id), snapshot, settings.SNAPSHOT_CACHE_SECONDS)
+    shared_cache().set(snapshot_cache_key(order.id), snapshot, settings.SNAPSHOT_CACHE_SECONDS)
     return snapshot
 
 
@@ -104,11 +104,11 @@ def order_snapshot_for_role(*, order: Order, role: str) -> dict[str, Any]:
 def snapshot_cache_refresh(snapshot: dict[str, Any]) -> None:
     """Cache a freshly built snapshot unless a newer one is already cached."""
     key = snapshot_cache_key(snapshot["id"])
-    cached = cache.get(key)
+    cached = shared_cache().get(key)
     # Publishes of one order can finish out of order across processes; a
     # stale write here is harmless anyway (order_snapshot checks the version).
     if cached is None or cached["version"] <= snapshot["version"]:
-        cache.set(key, snapshot, settings.SNAPSHOT_CACHE_SECONDS)
+        shared_cache().set(key, snapshot, settings.SNAPSHOT_CACHE_SECONDS)
 
 
 def mutable_fields(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +177,7 @@ def order_version_key(order_id: str) -> str:
 
 def order_version_remember(order_id: str, version: int) -> None:
     # Short-lived: a publish that failed before refreshing it is found within a minute.
-    cache.set(order_version_key(order_id), version, 60)
+    shared_cache().set(order_version_key(order_id), version, 60)
 
 
 def order_versions_hint(*, order_ids: Iterable[str]) -> dict[str, int]:
@@ -189,12 +189,12 @@ def order_versions_hint(*, order_ids: Iterable[str]) -> dict[str, int]:
     if not order_ids:
         return {}
     keys = {order_version_key(order_id): order_id for order_id in order_ids}
-    versions = {keys[key]: version for key, version in cache.get_many(list(keys)).items()}
+    versions = {keys[key]: version for key, version in shared_cache().get_many(list(keys)).items()}
     missing = order_ids - versions.keys()
     if missing:
         found = dict(Order.objects.filter(pk__in=missing).values_list("pk", "version"))
         # Short-lived: a publish that failed before refreshing it is found within a minute.
-        cache.set_many({order_version_key(order_id): version for order_id, version in found.items()}, 60)
+        shared_cache().set_many({order_version_key(order_id): version for order_id, version in found.items()}, 60)
         versions.update(found)
     return versions
 
