@@ -15,7 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from orders.models import Order
-from orders.selectors import order_get_for_user, viewer_role
+from orders.selectors import order_access_for_user, order_get_for_user, viewer_role
 from tracking.ops import ops_state
 from tracking.ops_feed import ops_feed
 from tracking.publish import order_group
@@ -35,7 +35,7 @@ def _hints(method):
 
 
 def _order_open(user: AbstractBaseUser, order_id: str) -> tuple[str, dict[str, Any]]:
-    order = order_get_for_user(user=user, order_id=order_id)
+    order = order_access_for_user(user=user, order_id=order_id)
     role = viewer_role(user=user, order=order)
     return role, order_snapshot_for_role(order=order, role=role)
 
