@@ -7,6 +7,7 @@ from channels.db import database_sync_to_async
 from notifications.selectors import notifications_unread_count
 from tracking import realtime
 from tracking.consumers import StreamConsumer
+from xiaoxiang import metrics
 
 
 class NotificationConsumer(StreamConsumer):
@@ -19,3 +20,4 @@ class NotificationConsumer(StreamConsumer):
     async def notification_created(self, message: dict[str, Any]) -> None:
         async with self.send_lock:
             await self.send_json({"type": "notification.created", "notification": message["notification"]})
+        metrics.frame_written("notifications", message)

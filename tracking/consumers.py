@@ -27,6 +27,7 @@ from orders.models import Order
 from orders.selectors import order_get_for_user, order_snapshot, snapshot_for_role, viewer_role
 from tracking import realtime
 from tracking.conf import connection_slot_ttl, realtime_setting
+from xiaoxiang import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.bucket = MessageBucket(realtime_setting("WS_MAX_MESSAGES_PER_SECOND"))
         # Accept first: close codes only exist on an open socket.
         await self.accept()
+        metrics.ws_opened(self.scope)
         client = self.scope.get("client") or ["unknown"]
         if not await self.slot_take(f"ip:{client[0]}", realtime_setting("WS_MAX_CONNECTIONS_PER_IP")):
             await self.deny(CLOSE_TOO_MANY)
@@ -101,6 +103,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             self.auth_task = asyncio.create_task(self._auth_deadline())
 
     async def disconnect(self, code: int) -> None:
+        metrics.ws_closed(self.scope, code)
         self.closing = True
         for task in [*self.tasks, self.auth_task, self.expiry_task]:
             if task is not None:
@@ -112,6 +115,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def deny(self, code: int) -> None:
         if not self.closing:
+            metrics.ws_denied(self.scope, code)
             self.closing = True
             await self.close(code=code)
 
@@ -324,6 +328,7 @@ class OrderConsumer(StreamConsumer):
                 if payload["version"] != self.version + 1:
                     # A message was dropped (full channel, layer hiccup): catch
                     # up from the database so the client still sees every version.
+                    metrics.repaired("version_gap")
                     await self.resync_from(self.version, shared=True)
                     return
                 await self.send_json(
@@ -334,6 +339,7 @@ class OrderConsumer(StreamConsumer):
                         "changes": changes[view],
                     }
                 )
+                metrics.frame_written("orders", message)
                 self.version = payload["version"]
 
     async def receive_message(self, content: dict[str, Any]) -> None:
@@ -385,6 +391,7 @@ class OrderConsumer(StreamConsumer):
         # database. (Repairing on any lag would turn a busy moment into a read
         # per socket.)
         if self.behind_at is not None and self.version < self.behind_at:
+            metrics.repaired("catch_up")
             await self.resync_from(self.version, shared=True)
         self.behind_at = current if current > self.version else None
         return True
@@ -413,7 +420,9 @@ class OpsConsumer(StreamConsumer):
     async def ops_rider(self, message: dict[str, Any]) -> None:
         async with self.send_lock:
             await self.send_json({"type": "ops.rider", "rider": message["rider"]})
+        metrics.frame_written("ops", message)
 
     async def ops_alert(self, message: dict[str, Any]) -> None:
         async with self.send_lock:
             await self.send_json({"type": "ops.alert", "alert": message["alert"]})
+        metrics.frame_written("ops", message)

@@ -31,6 +31,7 @@ from orders.selectors import (
     snapshot_for_role,
 )
 from tracking.models import Alert, EventKind, Rider, TrackingEvent
+from xiaoxiang import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -228,14 +229,17 @@ def group_send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    message = metrics.publishing(group, message)
     try:
         async_to_sync(layer.group_send)(group, message)
     except Exception:
         # Push is best effort: heartbeats and resync bring clients back to
         # the database state, so a broken layer must not fail the write.
         logger.exception("channel-layer publish to %s failed", group)
+        metrics.publish_failed(group)
 
 
+@metrics.PUBLISH_SECONDS.time()
 def events_publish(events: list[TrackingEvent]) -> None:
     """Send committed events to their orders' groups, one message per order, in version order."""
     by_order: dict[str, list[TrackingEvent]] = defaultdict(list)

@@ -15,6 +15,7 @@ from orders.models import Order, OrderStatus
 from tracking import realtime
 from tracking.models import EventKind, OperatorType, Rider, TrackingEvent
 from tracking.signals import tracking_events_bulk_created
+from xiaoxiang import metrics
 from xiaoxiang.geo import geohash_encode
 
 
@@ -185,6 +186,7 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
     if new_events:
         tracking_events_bulk_created.send(sender=TrackingEvent, events=new_events)
         _jobs_after_commit({event.order_id for event in new_events}, debounced=True)
+    metrics.ingest_lag_after_commit(point.recorded_at for _, point in applicable)
     return result
 
 
