@@ -6,6 +6,7 @@ like a browser or a rider app would, and read each process's /metrics like
 the scraper.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -114,14 +115,10 @@ def topology_start(log_dir: Path, **env: str) -> Topology:
 def topology_stop(topology: Topology) -> None:
     if topology.process.poll() is None:
         os.killpg(topology.process.pid, signal.SIGTERM)  # honcho passes it on to each process
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             topology.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(topology.process.pid, signal.SIGKILL)  # anything still left of this group
-    except ProcessLookupError:
-        pass
     topology.process.wait()
 
 
