@@ -125,12 +125,16 @@ def topology_stop(topology: Topology) -> None:
 # Per module, not per session: its worker and beat run ETA and alert jobs,
 # which would add events to other tests' orders.
 @pytest.fixture(scope="module")
-def topology(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Topology]:
-    """nginx + gunicorn + Daphne + Celery worker and beat, with the jobs on (ETAs, alerts)."""
+def topology(request, django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Topology]:
+    """nginx + gunicorn + Daphne + Celery worker and beat, with the jobs on (ETAs, alerts).
+
+    A test module may add environment variables in a module-level TOPOLOGY_ENV dict.
+    """
     from tests.jobs.test_production import _purge_broker
 
+    extra = getattr(request.module, "TOPOLOGY_ENV", {})
     with django_db_blocker.unblock():
         _purge_broker()
-        started = topology_start(tmp_path_factory.mktemp("topology"), TRACKING_JOBS_ENABLED="true")
+        started = topology_start(tmp_path_factory.mktemp("topology"), TRACKING_JOBS_ENABLED="true", **extra)
     yield started
     topology_stop(started)
