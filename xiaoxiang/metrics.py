@@ -357,6 +357,9 @@ def exposition() -> tuple[bytes, str]:
 
 
 def _metrics_wsgi_app(environ: dict[str, Any], start_response: Callable) -> list[bytes]:
+    if environ.get("PATH_INFO") == "/healthz":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok\n"]
     allowed = scrape_allowed(environ.get("HTTP_AUTHORIZATION"))
     if environ.get("PATH_INFO") != "/metrics" or allowed is None:
         start_response("404 Not Found", [("Content-Type", "text/plain")])
@@ -375,7 +378,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def metrics_server_start(port: int, host: str = "127.0.0.1") -> None:
-    """Serve /metrics (token required) from a daemon thread: the Celery worker, which has no HTTP server."""
+    """Serve /metrics (token required) and /healthz from a daemon thread: the Celery worker has no HTTP server."""
     server = make_server(host, port, _metrics_wsgi_app, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True).start()
     logger.info("metrics on http://%s:%s/metrics", host, port)
