@@ -330,7 +330,32 @@ class CeleryQueueCollector(Collector):
         yield family
 
 
+class ChannelBacklogCollector(Collector):
+    """Messages this process took from the channel layer that its sockets have not consumed yet."""
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "xiaoxiang_channel_backlog", "Channel-layer messages buffered in this process, not yet consumed."
+        )
+
+    def describe(self):
+        return [self._family()]
+
+    def collect(self):
+        from channels.layers import channel_layers
+
+        family = self._family()
+        # Only a layer this process already uses: a scrape must not create one.
+        layer = channel_layers.backends.get("default")
+        # channels-redis buffers per channel in receive_buffer; the in-memory layer holds its queues in channels.
+        queues = getattr(layer, "receive_buffer", None) or getattr(layer, "channels", None) or {}
+        family.add_metric([], sum(queue.qsize() for queue in list(queues.values())))
+        yield family
+
+
 collector_register(CeleryQueueCollector())
+collector_register(ChannelBacklogCollector())
 
 
 def registry() -> CollectorRegistry:

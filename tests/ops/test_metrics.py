@@ -4,6 +4,8 @@ Read from the process's default registry; tests/ops/test_prometheus.py checks
 the same metrics end to end through a real Prometheus.
 """
 
+import datetime as dt
+
 import pytest
 from channels.db import database_sync_to_async
 from prometheus_client import REGISTRY
@@ -121,3 +123,28 @@ def test_an_event_frame_observes_its_publish_to_frame_delay(make_order, customer
     run(body)
 
     assert value("xiaoxiang_ws_frame_delay_seconds_count", stream="orders") == before + 1
+
+
+def test_the_eta_error_is_delivery_time_minus_the_eta_predicted_at_dispatch(make_order, rider):
+    from django.db import transaction
+
+    from orders import services as order_services
+    from orders.models import Order
+    from tracking.metrics import eta_errors_recent
+    from tracking.models import EventKind, OperatorType
+    from tracking.services import tracking_event_record
+
+    order = make_order("delivering")
+    predicted = order.dispatched_at + dt.timedelta(minutes=20)
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        locked.eta = predicted
+        tracking_event_record(
+            order=locked, kind=EventKind.ETA, operator_type=OperatorType.SYSTEM, data={"eta": predicted.isoformat()}
+        )
+    delivered = order_services.order_mark_delivered(order_id=order.pk, rider=rider)
+
+    [error] = eta_errors_recent()
+    assert error == pytest.approx((delivered.delivered_at - predicted).total_seconds(), abs=1e-3)
+    assert value("xiaoxiang_eta_deliveries_measured") == 1
+    assert value("xiaoxiang_eta_error_seconds", quantile="0.5") == pytest.approx(abs(error), abs=1e-3)

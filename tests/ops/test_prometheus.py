@@ -66,9 +66,20 @@ HISTOGRAMS = [
     "xiaoxiang_celery_task_run_seconds",
 ]
 # Gauges that move under this load (checked while the sockets are open / after the writes).
-MOVING_GAUGES = ["xiaoxiang_ws_connections_open", "xiaoxiang_orders", "xiaoxiang_riders_online"]
+MOVING_GAUGES = [
+    "xiaoxiang_ws_connections_open",
+    "xiaoxiang_orders",
+    "xiaoxiang_riders_online",
+    "xiaoxiang_eta_error_seconds",
+    "xiaoxiang_eta_deliveries_measured",
+]
 # Present, but nothing in a healthy small load moves them (no dropped publish, no backlog, no alert).
-STEADY = ["xiaoxiang_channel_publish_failures_total", "xiaoxiang_celery_queue_length", "xiaoxiang_alerts_open"]
+STEADY = [
+    "xiaoxiang_channel_publish_failures_total",
+    "xiaoxiang_channel_backlog",
+    "xiaoxiang_celery_queue_length",
+    "xiaoxiang_alerts_open",
+]
 
 
 @dataclass
@@ -269,6 +280,13 @@ def test_every_metric_moves_under_load_and_every_dashboard_and_rule_expression_e
                 timeout=15,
                 what="three open sockets in Prometheus",
             )
+            # The worker's first ETA for the order (debounced after the points) is the one at dispatch.
+            await asyncio.to_thread(
+                wait_until,
+                lambda: TrackingEvent.objects.filter(order_id=order.pk, kind=EventKind.ETA).exists(),
+                timeout=20,
+                what="the worker's ETA",
+            )
             delivered = await client.post(f"/api/rider/orders/{order.pk}/delivered/", json={})
             assert delivered.status_code == 200, delivered.text
             await frame(notifications_ws, lambda found: found["type"] == "notification.created")
@@ -315,6 +333,9 @@ def test_every_metric_moves_under_load_and_every_dashboard_and_rule_expression_e
         timeout=15,
         what="the completed order and the closed sockets in Prometheus",
     )
+    # One delivery with an ETA at dispatch: the ETA error is measured over it.
+    assert prometheus.scalar("max(xiaoxiang_eta_deliveries_measured)") == 1
+    assert prometheus.query("max by (quantile) (xiaoxiang_eta_error_seconds)")["result"] != []
     # The persona rider, online since its points: the gauge is the database's count.
     assert prometheus.scalar("max(xiaoxiang_riders_online)") == 1
 
