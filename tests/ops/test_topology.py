@@ -11,6 +11,7 @@ import uuid
 
 import httpx
 import pytest
+import redis
 import websockets
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
@@ -101,3 +102,32 @@ def test_long_poll_through_nginx_is_served_by_daphne_and_woken_by_a_point_posted
     assert TrackingEvent.objects.filter(order=order, kind="location").count() == 1
     assert answered(topology, "ws", "order-poll") == before + 1
     assert answered(topology, "web", "order-poll") == 0
+
+
+def test_nginx_names_the_real_client_to_gunicorn_and_daphne_and_a_client_cannot_spoof_it(
+    topology, make_order, customer
+):
+    from django.conf import settings
+
+    order = make_order("paid")
+    spoofed = {"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "198.51.100.7"}
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    for key in store.scan_iter("xiaoxiang:*throttle_anon_*"):
+        store.delete(key)
+
+    # gunicorn: DRF's anonymous throttle keys on the client address nginx passed.
+    assert httpx.get(f"{topology.url}/api/products/", headers=spoofed, timeout=10).status_code == 200
+    throttled = {key.decode() for key in store.scan_iter("xiaoxiang:*throttle_anon_*")}
+    assert throttled == {"xiaoxiang:1:throttle_anon_127.0.0.1"}
+
+    # Daphne: the per-IP socket slots key on the address nginx passed.
+    async def slot_scopes_while_open() -> set[str]:
+        async with websockets.connect(f"{topology.ws_url}/ws/orders/{order.pk}/", additional_headers=spoofed) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": str(AccessToken.for_user(customer))}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "snapshot"
+            return {key.decode() for key in store.scan_iter("xiaoxiang:ws-slots:ip:*")}
+
+    scopes = asyncio.run(slot_scopes_while_open())
+    # (Slots of other tests' sockets may still be leased: only ours and the spoofed ones matter.)
+    assert "xiaoxiang:ws-slots:ip:127.0.0.1" in scopes
+    assert not {f"xiaoxiang:ws-slots:ip:{address}" for address in spoofed.values()} & scopes
