@@ -29,11 +29,12 @@ history: seed ## Write simulated delivery history if missing (idempotent) and re
 backtest: history ## Print the ETA model's error on held-out deliveries beside the naive baseline
 	$(PY) manage.py eta_backtest
 
-run: history ## Start the whole product (embedded default, or the production topology when DATABASE_URL/REDIS_URL are set)
+run: history ## Start the whole product (embedded default, or nginx + gunicorn + Daphne + Celery when DATABASE_URL/REDIS_URL are set)
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Open http://127.0.0.1:$(PORT)/  (customer1 / xiaoxiang-demo, admin / xiaoxiang-demo)"
 	@if [ -n "$$REDIS_URL" ]; then \
-		PORT=$(PORT) SIM_BASE_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho -f deploy/Procfile start; \
+		PORT=$(PORT) WEB_PORT=$${WEB_PORT:-$$(($(PORT) + 1))} WS_PORT=$${WS_PORT:-$$(($(PORT) + 2))} \
+			SIM_BASE_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho -f deploy/Procfile start; \
 	else \
 		PORT=$(PORT) SIM_BASE_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho -f deploy/Procfile.embedded start; \
 	fi

@@ -6,3 +6,7 @@ class TrackingConfig(AppConfig):
 
     def ready(self) -> None:
         from tracking import signals  # noqa: F401  (connects the realtime hook)
+        from tracking.metrics import DomainCollector
+        from xiaoxiang.metrics import collector_register
+
+        collector_register(DomainCollector())

@@ -26,6 +26,7 @@ from tracking.snapshot import (
     snapshot_cache_refresh,
 )
 from tracking.wire import event_payload, rider_payload
+from xiaoxiang import metrics
 from xiaoxiang.caching import shared_cache
 from xiaoxiang.push import group_send
 
@@ -97,6 +98,7 @@ def order_events_message(order_id: str, events: list[TrackingEvent]) -> dict[str
     }
 
 
+@metrics.PUBLISH_SECONDS.time()
 def events_publish(events: list[TrackingEvent]) -> None:
     """Send committed events to their orders' groups, one message per order, in version order."""
     by_order: dict[str, list[TrackingEvent]] = defaultdict(list)

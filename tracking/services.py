@@ -16,6 +16,7 @@ from tracking.jobs import order_jobs_after_commit
 from tracking.models import EventKind, OperatorType, Rider, TrackingEvent
 from tracking.publish import rider_position_publish
 from tracking.signals import tracking_events_bulk_created
+from xiaoxiang import metrics
 from xiaoxiang.geo import geohash_encode
 
 
@@ -135,6 +136,7 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
     if new_events:
         tracking_events_bulk_created.send(sender=TrackingEvent, events=new_events)
         order_jobs_after_commit({event.order_id for event in new_events}, debounced=True)
+    metrics.ingest_lag_after_commit(point.recorded_at for _, point in applicable)
     return result
 
 

@@ -20,6 +20,8 @@ from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
 
+from xiaoxiang import metrics
+
 logger = logging.getLogger(__name__)
 
 _clients: dict[int, redis.Redis] = {}
@@ -59,7 +61,7 @@ async def _layer_send(layer, sends: list[tuple[str, dict[str, Any]]]) -> None:
 
 def group_send_many(sends: Iterable[tuple[str, dict[str, Any]]]) -> None:
     """Send each (group, message); log and carry on when the layer fails."""
-    sends = list(sends)
+    sends = [(group, metrics.publishing(group, message)) for group, message in sends]
     layer = get_channel_layer()
     if layer is None or not sends:
         return
@@ -72,6 +74,8 @@ def group_send_many(sends: Iterable[tuple[str, dict[str, Any]]]) -> None:
         # Push is best effort: heartbeats and resync bring clients back to
         # the database state, so a broken layer must not fail the write.
         logger.exception("channel-layer publish to %s failed", ", ".join(sorted({group for group, _ in sends})))
+        for group, _ in sends:
+            metrics.publish_failed(group)
 
 
 def group_send(group: str, message: dict[str, Any]) -> None:

@@ -68,6 +68,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Probes and the scrape answer first: load balancers and Prometheus call by pod address
+    # over plain HTTP, which ALLOWED_HOSTS and the HTTPS redirect would refuse.
+    "xiaoxiang.health.OpsEndpointsMiddleware",
+    "xiaoxiang.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Async-capable WhiteNoise: a sync-only middleware would pin a thread per long-poll.
     "xiaoxiang.middleware.AsyncWhiteNoiseMiddleware",
@@ -81,7 +85,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "xiaoxiang.urls"
 ASGI_APPLICATION = "xiaoxiang.asgi.application"
-WSGI_APPLICATION = None
+WSGI_APPLICATION = "xiaoxiang.wsgi.application"
 
 TEMPLATES = [
     {
