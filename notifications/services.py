@@ -56,6 +56,7 @@ ORDER_NOTICES: dict[str, tuple[str, str, bool]] = {
     "cancelled": ("订单已取消", "订单 {order} 已取消。", True),
     "late": ("订单可能延迟", "订单 {order} 可能晚于承诺时间送达，我们正在处理。", True),
     "assigned": ("新的配送任务", "订单 {order} 已分配给您，请到仓库取货。", False),
+    "incoming": ("新订单待拣货", "订单 {order} 已支付，请开始拣货。", False),
 }
 
 
@@ -83,3 +84,9 @@ def notification_mark_read(*, user: AbstractBaseUser, notification_id: int) -> N
         notification.read = True
         notification.save(update_fields=["read"])
     return notification
+
+
+def order_notify_warehouse(*, order: Order) -> None:
+    """Tell every operator of the order's warehouse that a paid order is waiting (the /warehouse/ page's push)."""
+    for operator in order.warehouse.operators.select_related("user"):
+        order_notify(order=order, kind="incoming", user=operator.user)

@@ -16,7 +16,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from notifications.services import order_notify
+from notifications.services import order_notify, order_notify_warehouse
 from orders.errors import Conflict, InvalidInput, NotFound
 from orders.models import STAGE_ORDER, Order, OrderItem, OrderStatus, Product, Stage, Warehouse
 from tracking.models import EventKind, OperatorType
@@ -130,6 +130,7 @@ def order_pay(*, order_id: str, customer: AbstractBaseUser, expected_version: in
     order.promised_at = order.paid_at + dt.timedelta(minutes=settings.DELIVERY_PROMISE_MINUTES)
     tracking_event_record(order=order, kind=EventKind.STATUS, operator=customer, operator_type=OperatorType.CUSTOMER)
     order_notify(order=order, kind="paid")
+    order_notify_warehouse(order=order)
     return order
 
 

@@ -71,6 +71,15 @@ class TrackingEvent(models.Model):
         return f"{self.order_id} v{self.version} {self.kind}"
 
 
+class DeviceLocation(models.TextChoices):
+    OK = "ok", "定位正常"
+    DENIED = "denied", "定位权限被拒绝"
+    UNAVAILABLE = "unavailable", "无法定位"
+
+
+LOW_BATTERY_LEVEL = 0.2
+
+
 class Rider(models.Model):
     """A rider's profile, online state and last known position."""
 
@@ -85,6 +94,11 @@ class Rider(models.Model):
     last_recorded_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     geohash = models.CharField(max_length=12, blank=True, db_index=True)
+    # What the rider's device last said about itself (POST /api/rider/status/): why a rider may be dark.
+    device_location = models.CharField(max_length=16, choices=DeviceLocation.choices, blank=True)
+    device_battery_level = models.FloatField(null=True, blank=True)
+    device_charging = models.BooleanField(null=True, blank=True)
+    device_reported_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "riders"
@@ -92,6 +106,24 @@ class Rider(models.Model):
 
     def __str__(self) -> str:
         return self.display_name
+
+    def device_state(self) -> dict | None:
+        """The device report as the ops map shows it, with a reason in words; None before any report."""
+        if self.device_reported_at is None:
+            return None
+        reasons = []
+        if self.device_location and self.device_location != DeviceLocation.OK:
+            reasons.append(DeviceLocation(self.device_location).label)
+        level = self.device_battery_level
+        if level is not None and level < LOW_BATTERY_LEVEL and not self.device_charging:
+            reasons.append(f"电量低（{round(level * 100)}%）")
+        return {
+            "location": self.device_location or None,
+            "battery_level": level,
+            "charging": self.device_charging,
+            "reported_at": self.device_reported_at.isoformat(),
+            "reason": "，".join(reasons),
+        }
 
 
 class AlertKind(models.TextChoices):

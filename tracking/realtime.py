@@ -260,6 +260,7 @@ def rider_payload(rider: Rider) -> dict[str, Any]:
         "lon": rider.last_lon,
         "recorded_at": rider.last_recorded_at.isoformat() if rider.last_recorded_at else None,
         "online": rider.online,
+        "device": rider.device_state(),
     }
 
 

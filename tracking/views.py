@@ -63,6 +63,7 @@ def ops_riders_active() -> list[dict[str, Any]]:
             "recorded_at": _iso(rider.last_recorded_at),
             "online": rider.online,
             "delivering": rider.delivering,
+            "device": rider.device_state(),
         }
         for rider in riders
     ]
