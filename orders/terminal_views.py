@@ -106,6 +106,7 @@ def rider_service_worker(request: HttpRequest) -> HttpResponse:
                 "vendor/leaflet/leaflet.js",
                 "js/map-common.js",
                 "js/notifications.js",
+                "js/order-stream.js",
                 "js/rider-queue.js",
                 "js/rider-app.js",
             )

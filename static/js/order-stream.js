@@ -4,7 +4,7 @@
 // the socket to resync; a lost socket reconnects with backoff and starts again
 // from a fresh snapshot. The live order page keeps its own, richer client.
 
-import { backoffDelay, watchSocket, wsUrl } from "./map-common.js";
+import { backoffDelay, fetchJson, watchSocket, wsUrl } from "./map-common.js";
 
 const HEARTBEAT_TIMEOUT_MS = 45000;
 const TERMINAL_CLOSE_CODES = new Set([4401, 4403, 4404]);
@@ -91,5 +91,31 @@ export class OrderStream {
       return;
     }
     setTimeout(() => this.connect(), backoffDelay(this.failures));
+  }
+}
+
+/**
+ * POST a change of an order guarded by expected_version, as the user saw it.
+ *
+ * Background jobs (ETA, alerts, the rider's own GPS points) bump an order's
+ * version without touching what the user acted on, so the version is read
+ * fresh right before the POST, and a 409 is retried once, but only while
+ * `unchanged(order)` says the order is still what the user saw: a stage or
+ * status changed by someone else is never overwritten, it is a 409 for the user.
+ */
+export async function postGuarded(orderId, url, body, unchanged) {
+  for (let attempt = 0; ; attempt += 1) {
+    const current = await fetchJson(`/api/orders/${orderId}/`);
+    if (!unchanged(current)) {
+      const error = new Error("the order changed");
+      error.status = 409;
+      error.data = { detail: "The order changed meanwhile.", version: current.version };
+      throw error;
+    }
+    try {
+      return await fetchJson(url, { method: "POST", body: { ...body, expected_version: current.version } });
+    } catch (error) {
+      if (error.status !== 409 || attempt >= 1) throw error;
+    }
   }
 }

@@ -9,7 +9,8 @@
 // be (logged on the page). A batch whose answer is lost is sent again and its
 // client_ids make it a no-op.
 
-import { createMap, el, fetchJson, fitTo, formatTime, icons, readJson } from "./map-common.js";
+import { STATUS, createMap, el, fetchJson, fitTo, formatTime, icons, readJson } from "./map-common.js";
+import { postGuarded } from "./order-stream.js";
 import { PointQueue } from "./rider-queue.js";
 
 const L = window.L;
@@ -52,7 +53,11 @@ class RiderApp {
     this.me = null;
     this.route = L.polyline([], { color: "#ff7a00", weight: 4, dashArray: "8 8", opacity: 0.9 }).addTo(this.map);
     this.destinations = L.layerGroup().addTo(this.map);
-    this.fitted = false;
+    this.userMovedMap = false;
+    const container = this.map.getContainer();
+    for (const name of ["wheel", "touchstart", "mousedown"]) {
+      container.addEventListener(name, () => (this.userMovedMap = true), { passive: true });
+    }
   }
 
   async start() {
@@ -292,20 +297,19 @@ class RiderApp {
   select(orderId) {
     this.selected = orderId;
     for (const card of document.querySelectorAll(".rider-order")) card.classList.toggle("is-selected", card.dataset.orderId === orderId);
-    this.fitted = false;
+    this.userMovedMap = false;
     this.drawRoute();
   }
 
   async delivered(order, button, message) {
     button.disabled = true;
     message.hidden = true;
-    // Our own points bump the order's version: upload what is queued, hold
-    // further uploads, and read the version the confirmation is about.
+    // Our own points bump the order's version: upload what is queued and hold
+    // further uploads while the guarded POST reads the version and sends it.
     await this.flush();
     this.holdUploads = true;
     try {
-      const current = await fetchJson(`/api/orders/${order.id}/`);
-      await fetchJson(`/api/rider/orders/${order.id}/delivered/`, { method: "POST", body: { expected_version: current.version } });
+      await postGuarded(order.id, `/api/rider/orders/${order.id}/delivered/`, {}, (current) => Number(current.status) === STATUS.DELIVERING);
       this.log(`订单 ${order.id.slice(0, 8)} 已送达`);
       this.orders = this.orders.filter((entry) => entry.id !== order.id);
       if (this.selected === order.id) this.selected = this.orders.length ? this.orders[0].id : null;
@@ -339,10 +343,8 @@ class RiderApp {
     this.route.setLatLngs(target && me ? [me, target] : []);
     const distance = target && me ? L.latLng(me).distanceTo(target) : null;
     document.getElementById("rider-map").dataset.routeMeters = distance === null ? "" : String(Math.round(distance));
-    if (!this.fitted && (me || target)) {
-      fitTo(this.map, [me, target].filter(Boolean), { maxZoom: 16 });
-      this.fitted = Boolean(me && target) || (!target && Boolean(me));
-    }
+    // Keep me and my destination in view, until the rider moves the map themselves.
+    if (!this.userMovedMap && (me || target)) fitTo(this.map, [me, target].filter(Boolean), { maxZoom: 16 });
   }
 
   deviceText() {

@@ -1,10 +1,12 @@
 // The warehouse terminal: my warehouse's paid orders, live. A new paid order is
 // pushed to every operator as an `incoming` notification (header socket); the
-// page then re-reads GET /api/warehouse/orders/. Each tap sends the version the
-// operator saw as expected_version, so two operators cannot double-report: the
-// second gets 409, a message, and the fresh list.
+// page then re-reads GET /api/warehouse/orders/. Each tap sends expected_version
+// (postGuarded: the version of the order as the operator saw it, refreshed over
+// background ETA events), so two operators cannot double-report: the second
+// gets 409, a message, and the fresh list.
 
-import { STAGE_LABELS, el, fetchJson, formatTime, readJson } from "./map-common.js";
+import { STAGE_LABELS, STATUS, el, fetchJson, formatTime, readJson } from "./map-common.js";
+import { postGuarded } from "./order-stream.js";
 
 const NEXT_STAGE = { "": "picking", picking: "picked", picked: "packed" };
 const STAGE_BUTTONS = { picking: "开始拣货", picked: "拣货完成", packed: "打包完成" };
@@ -89,10 +91,14 @@ class WarehouseBoard {
     button.disabled = true;
     this.say("");
     try {
-      const updated = await fetchJson(`/api/warehouse/orders/${order.id}/${action}/`, {
-        method: "POST",
-        body: { ...body, expected_version: order.version },
-      });
+      // The guard is the stage this operator saw: another operator's tap makes it a 409 here.
+      const seen = order.stage || "";
+      const updated = await postGuarded(
+        order.id,
+        `/api/warehouse/orders/${order.id}/${action}/`,
+        body,
+        (current) => Number(current.status) === STATUS.PAID && (current.stage || "") === seen,
+      );
       if (action === "dispatch") {
         const rider = updated.rider ? updated.rider.name || updated.rider.username : "骑手";
         this.say("");
