@@ -5,15 +5,21 @@ from orders.models import Order
 
 
 class Notification(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, null=True, blank=True, related_name="notifications")
-    kind = models.CharField(max_length=32)
-    title = models.CharField(max_length=120)
-    body = models.TextField(blank=True)
-    created = models.DateTimeField(auto_now_add=True, db_index=True)
-    read = models.BooleanField(default=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name="用户", on_delete=models.CASCADE, related_name="notifications"
+    )
+    order = models.ForeignKey(
+        Order, verbose_name="订单", on_delete=models.CASCADE, null=True, blank=True, related_name="notifications"
+    )
+    kind = models.CharField(verbose_name="类型", max_length=32)
+    title = models.CharField(verbose_name="标题", max_length=120)
+    body = models.TextField(verbose_name="内容", blank=True)
+    created = models.DateTimeField(verbose_name="时间", auto_now_add=True, db_index=True)
+    read = models.BooleanField(verbose_name="已读", default=False)
 
     class Meta:
+        verbose_name = "通知"
+        verbose_name_plural = "通知"
         db_table = "notifications"
         ordering = ["-created", "-id"]
         indexes = [models.Index(fields=["user", "-created"])]
