@@ -158,6 +158,9 @@ async function main() {
       if (!event) return;
       if (event.kind === "location" && Number.isFinite(Number(event.lat)) && event.lat !== null) {
         const point = { lat: Number(event.lat), lon: Number(event.lon), time: new Date(event.recorded_at) };
+        // A re-read that raced with this event may hold the point already.
+        const same = (entry) => entry.time && entry.time.getTime() === point.time.getTime() && entry.lat === point.lat && entry.lon === point.lon;
+        if (trajectory.path.some(same)) return;
         let index = trajectory.path.length;
         while (index > 0 && trajectory.path[index - 1].time > point.time) index -= 1;
         trajectory.path.splice(index, 0, point);

@@ -19,9 +19,9 @@ from playwright.sync_api import expect
 
 from notifications.models import Notification
 from orders.models import Order, OrderStatus
-from tests.browser.conftest import DESKTOP, PHONE, PageWatch, in_thread
+from tests.browser.conftest import DESKTOP, PHONE, PageWatch, RiderApp, in_thread
 from tests.browser.test_order_page import RIDER_AT
-from tests.conftest import PASSWORD, make_rider
+from tests.conftest import PASSWORD, make_rider, make_user
 from tests.live import LiveServer, start_daphne, stop
 from tracking.models import EventKind, Rider, TrackingEvent
 
@@ -313,4 +313,29 @@ def test_notifications_arrive_live_with_a_toast_and_mark_as_read(terminal_server
     expect(page.locator("#notif-count")).to_have_text(str(unread))
     expect(item).not_to_have_class(re.compile(r"\bis-unread\b"))
     assert Notification.objects.get(user=customer, order=order, kind="dispatched").read is True
+    assert page.evaluate("window.sameDocument") is True
+
+
+def test_admin_order_map_follows_the_order_socket_and_the_admin_speaks_chinese(
+    terminal_server, terminal, make_order, rider
+):
+    make_user("boss", is_staff=True, is_superuser=True)
+    order = in_thread(make_order, "delivering")
+    _, desk = terminal(DESKTOP)
+    page = desk.page
+    sign_in(desk, terminal_server.url, "boss", f"/admin/orders/order/{order.id}/change/")
+    expect(page.locator("#order-track")).to_have_attribute("data-live", "live")
+    expect(page.locator("#track-summary")).to_have_text("暂无骑手轨迹。")
+    expect(page.locator("body")).to_contain_text("承诺送达时间")  # field names in Chinese
+    page.evaluate("window.sameDocument = true")
+
+    phone = RiderApp(terminal_server.url, "rita")
+    for lat, lon in (AT_WAREHOUSE, HALFWAY, NEAR_HOME):
+        phone.report(lat, lon)
+    expect(page.locator("#order-track")).to_have_attribute("data-path-length", "3")
+    expect(page.locator("#track-summary")).to_have_text("轨迹点 3 个。")
+    phone.delivered(order.id)
+    expect(page.locator("#track-timeline")).to_contain_text("已送达")
+    phone.close()
+    desk.screenshot("admin-order-live-desktop", full_page=True)
     assert page.evaluate("window.sameDocument") is True
