@@ -313,6 +313,21 @@ def test_notifications_arrive_live_with_a_toast_and_mark_as_read(terminal_server
     expect(page.locator("#notif-count")).to_have_text(str(unread))
     expect(item).not_to_have_class(re.compile(r"\bis-unread\b"))
     assert Notification.objects.get(user=customer, order=order, kind="dispatched").read is True
+
+    # An order placed and paid elsewhere (the app) joins the list by itself.
+    app = api(terminal_server.url, "alice")
+    body = {
+        "items": [{"sku": "EGG-001", "quantity": 1}],
+        "delivery_address": "上海市徐汇区天钥桥路 2 号",
+        "delivery_lat": 31.2,
+        "delivery_lon": 121.45,
+    }
+    placed = app.post("/api/orders/", json=body).json()
+    assert app.post(f"/api/orders/{placed['id']}/pay/", json={}).status_code == 200
+    app.close()
+    expect(page.locator(f'[data-order-id="{placed["id"]}"] .status-pill')).to_have_text("仓库处理中")
+    expect(page.locator("#order-count")).to_have_text("共 2 个订单")
+    watch.screenshot("orders-live-new-order-phone")
     assert page.evaluate("window.sameDocument") is True
 
 
