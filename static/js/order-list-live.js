@@ -3,10 +3,19 @@
 // an order not on the page yet (paid in another tab, placed by the app) brings
 // its card in through the REST detail.
 
-import { STATUS, STATUS_LABELS, el, fetchJson, formatDateTime, formatTime } from "./map-common.js";
+import { STATUS, STATUS_LABELS, el, fetchJson, formatTime } from "./map-common.js";
 import { OrderStream } from "./order-stream.js";
 
 const ACTIVE = new Set([STATUS.PAID, STATUS.DELIVERING]);
+const DAY = new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", month: "numeric", day: "numeric" });
+
+// The server's card says "n月j日 H:i"; cards added here say the same.
+function dayAndTime(value) {
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return "";
+  const part = (type) => DAY.formatToParts(date).find((entry) => entry.type === type).value;
+  return `${part("month")}月${part("day")}日 ${formatTime(date)}`;
+}
 const MAX_STREAMS = 10; // the server allows 20 sockets per user, across tabs
 
 class OrderList {
@@ -76,7 +85,7 @@ class OrderList {
         "div",
         { class: "order-card-head" },
         el("span", { class: "status-pill" }),
-        el("span", { class: "muted small", text: `${formatDateTime(order.create_time)} 下单` }),
+        el("span", { class: "muted small", text: `${dayAndTime(order.create_time)} 下单` }),
       ),
       el("p", { class: "order-items", text: items.map((item) => item.name).join("、") || "（无商品）" }),
       el(
@@ -121,7 +130,7 @@ class OrderList {
     const status = Number(order.status);
     if (status === STATUS.COMPLETED) {
       const delivered = (order.timeline || []).find((entry) => entry.kind === "status" && Number(entry.status) === STATUS.COMPLETED);
-      return [delivered ? `${formatDateTime(delivered.time)} 已送达` : "已送达"];
+      return [delivered ? `${dayAndTime(delivered.time)} 已送达` : "已送达"];
     }
     if (status === STATUS.CANCELLED) return ["订单已取消"];
     if (status === STATUS.PENDING) return ["等待支付"];

@@ -315,6 +315,8 @@ def test_notifications_arrive_live_with_a_toast_and_mark_as_read(terminal_server
     assert Notification.objects.get(user=customer, order=order, kind="dispatched").read is True
 
     # An order placed and paid elsewhere (the app) joins the list by itself.
+    page.click("#notif-bell")
+    expect(page.locator("#notif-panel")).to_be_hidden()
     app = api(terminal_server.url, "alice")
     body = {
         "items": [{"sku": "EGG-001", "quantity": 1}],
