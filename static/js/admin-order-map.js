@@ -139,6 +139,12 @@ async function main() {
   const reload = async () => {
     try {
       trajectory = parseTrajectory(await fetchJson(`/api/orders/${orderId}/trajectory/`));
+      // The server draws a one-point path as a LineString of that point twice (one time only):
+      // it is one point, or the live points added to it would be counted one too many.
+      const [first, second] = trajectory.path;
+      if (trajectory.path.length === 2 && !trajectory.timed && first.lat === second.lat && first.lon === second.lon) {
+        trajectory.path = [first];
+      }
     } catch (error) {
       summary.textContent = "轨迹加载失败。";
       console.warn("trajectory", error);
