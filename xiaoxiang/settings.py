@@ -98,6 +98,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tracking.views.map_context",
+                "orders.terminal_views.role_context",
             ],
         },
     },
@@ -239,6 +240,8 @@ LOCATION_BATCH_MAX = 500
 RIDER_MAX_ACTIVE_ORDERS = env_int("RIDER_MAX_ACTIVE_ORDERS", 3)
 SNAPSHOT_CACHE_SECONDS = 3600
 MAP_TILE_URL = env_str("MAP_TILE_URL", "")
+# How often the rider web app (/rider/) reports its position.
+RIDER_REPORT_SECONDS = env_int("RIDER_REPORT_SECONDS", 15)
 
 # Background jobs: ETA and alerts (tracking/jobs.py, tasks.py, eta_services.py, alert_services.py).
 # Periodic jobs: beat_schedule in xiaoxiang/celery.py.
