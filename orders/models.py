@@ -130,6 +130,9 @@ class Order(models.Model):
     cancelled_at = models.DateTimeField(verbose_name="取消时间", null=True, blank=True)
     # +1 on every change of the order or its tracking; the order's events carry it.
     version = models.PositiveIntegerField(verbose_name="版本", default=1)
+    # The completed delivery's trajectory in compact form (a simplified path and the status/stage timeline),
+    # written before its location events are dropped with their partition (tracking/retention.py).
+    trajectory_archive = models.JSONField(verbose_name="轨迹归档", null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "订单"

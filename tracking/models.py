@@ -22,6 +22,29 @@ class OperatorType(models.IntegerChoices):
     SYSTEM = 5, "系统"
 
 
+class OrderCreatedAtField(models.DateTimeField):
+    """The order's own creation time, copied onto each of its events when they are saved.
+
+    It is order_tracking's partition key on PostgreSQL (docs/data.md): the same
+    for every event of an order, so all of an order's events share one
+    partition and the unique keys that must include it still mean "per order".
+    Filled in pre_save, which Django runs for save() and bulk_create() alike.
+    """
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> object:
+        value = getattr(model_instance, self.attname)
+        if value is None:
+            value = model_instance.order.create_time
+            setattr(model_instance, self.attname, value)
+        return value
+
+
+class TrackingEventQuerySet(models.QuerySet):
+    def for_order(self, order: Order) -> "TrackingEventQuerySet":
+        """One order's events; the partition key beside the order id lets PostgreSQL read one partition."""
+        return self.filter(order=order, order_created_at=order.create_time)
+
+
 class TrackingEvent(models.Model):
     """One change of an order: a status, a stage, a GPS point, an ETA or an alert.
 
@@ -42,6 +65,7 @@ class TrackingEvent(models.Model):
         verbose_name="操作人类型", choices=OperatorType.choices, null=True, blank=True
     )
     create_time = models.DateTimeField(verbose_name="写入时间", auto_now_add=True)
+    order_created_at = OrderCreatedAtField(verbose_name="订单创建时间", editable=False)
 
     kind = models.CharField(verbose_name="类型", max_length=16, choices=EventKind.choices)
     stage = models.CharField(verbose_name="仓库阶段", max_length=16, choices=Stage.choices, blank=True)
@@ -54,17 +78,23 @@ class TrackingEvent(models.Model):
     heading = models.FloatField(verbose_name="方向（度）", null=True, blank=True)
     data = models.JSONField(verbose_name="数据", default=dict, blank=True)
 
+    objects = TrackingEventQuerySet.as_manager()
+
     class Meta:
         verbose_name = "追踪事件"
         verbose_name_plural = "追踪事件"
         db_table = "order_tracking"
         ordering = ["order", "version"]
         constraints = [
-            models.UniqueConstraint(fields=["order", "version"], name="order_tracking_unique_version"),
-            # Re-uploads of the same point are no-ops (client_id is per rider
-            # app and each order has one rider).
+            # order_created_at is constant per order (the partition key must be
+            # in every unique key on PostgreSQL): these still mean "per order".
             models.UniqueConstraint(
-                fields=["order", "client_id"],
+                fields=["order", "version", "order_created_at"], name="order_tracking_unique_version"
+            ),
+            # Re-uploads of the same point are no-ops (client_id is per rider
+            # app and each order has one rider), in any partition.
+            models.UniqueConstraint(
+                fields=["order", "client_id", "order_created_at"],
                 condition=Q(client_id__isnull=False),
                 name="order_tracking_unique_client_id",
             ),
