@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
+from django.utils.dateparse import parse_datetime
 
 from orders.models import Order, OrderStatus
 from tracking.models import EventKind, Rider, TrackingEvent
@@ -40,26 +41,46 @@ def rider_nearest_available(*, lat: float, lon: float) -> Rider | None:
 def order_rider_position(*, order: Order) -> dict | None:
     """The newest position (by device time) recorded for this order."""
     event = (
-        TrackingEvent.objects.filter(order=order, kind=EventKind.LOCATION)
+        TrackingEvent.objects.for_order(order)
+        .filter(kind=EventKind.LOCATION)
         .order_by("-recorded_at", "-version")
         .only("latitude", "longitude", "recorded_at")
         .first()
     )
     if event is None:
-        return None
+        archived = order_path_archived(order=order)
+        if not archived:
+            return None
+        lat, lon, recorded_at = archived[-1]
+        return {"lat": lat, "lon": lon, "recorded_at": recorded_at}
     return {"lat": float(event.latitude), "lon": float(event.longitude), "recorded_at": event.recorded_at}
 
 
 def order_timeline(*, order: Order) -> list[TrackingEvent]:
     return list(
-        TrackingEvent.objects.filter(order=order, kind__in=[EventKind.STATUS, EventKind.STAGE]).order_by("version")
+        TrackingEvent.objects.for_order(order).filter(kind__in=[EventKind.STATUS, EventKind.STAGE]).order_by("version")
     )
 
 
 def order_path(*, order: Order) -> list[tuple]:
-    """The rider's recorded points for this order as (lat, lon, recorded_at), in device-time order."""
+    """The rider's recorded points for this order as (lat, lon, recorded_at), in device-time order.
+
+    Once the order's compact trajectory is archived (tracking/retention.py) it
+    is the path: its location events are about to be dropped, or are gone.
+    """
+    archived = order_path_archived(order=order)
+    if archived is not None:
+        return archived
     return list(
-        TrackingEvent.objects.filter(order=order, kind=EventKind.LOCATION)
+        TrackingEvent.objects.for_order(order)
+        .filter(kind=EventKind.LOCATION)
         .order_by("recorded_at", "version")
         .values_list("latitude", "longitude", "recorded_at")
     )
+
+
+def order_path_archived(*, order: Order) -> list[tuple] | None:
+    """The archived simplified path as (lat, lon, recorded_at), or None when the order has no archive."""
+    if not order.trajectory_archive:
+        return None
+    return [(lat, lon, parse_datetime(recorded_at)) for lat, lon, recorded_at in order.trajectory_archive["path"]]

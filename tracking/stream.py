@@ -15,7 +15,7 @@ from tracking.wire import event_payload
 
 def order_events_since(*, order: Order, since_version: int, limit: int, until_version: int | None = None):
     """Events with version > since_version (and <= until_version), ascending; at most `limit`, plus has_more."""
-    events = TrackingEvent.objects.filter(order=order, version__gt=since_version).order_by("version")
+    events = TrackingEvent.objects.for_order(order).filter(version__gt=since_version).order_by("version")
     if until_version is not None:
         events = events.filter(version__lte=until_version)
     page = list(events[: limit + 1])

@@ -16,6 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from orders.models import Order, OrderStatus
 from tracking.alert_services import order_alerts_evaluate, orders_needing_watch
 from tracking.eta_services import eta_model_refit, order_eta_refresh
+from tracking.retention import tracking_retention_apply
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,15 @@ TASK_OPTIONS = {
 }
 SWEEP_OPTIONS = {**TASK_OPTIONS, "soft_time_limit": 50, "time_limit": 60}
 REFIT_OPTIONS = {**TASK_OPTIONS, "soft_time_limit": 240, "time_limit": 300}
+# Archiving a day of orders outlasts the broker's visibility timeout, so the message is acknowledged
+# on receipt (not redelivered to a second worker mid-run); the next hourly run finishes what a lost one left.
+RETENTION_OPTIONS = {
+    **TASK_OPTIONS,
+    "soft_time_limit": 1700,
+    "time_limit": 1800,
+    "acks_late": False,
+    "reject_on_worker_lost": False,
+}
 
 
 @shared_task(name="tracking.eta_recompute", **TASK_OPTIONS)
@@ -77,3 +87,10 @@ def alerts_sweep() -> int:
     for order_id in order_ids:
         alerts_evaluate.delay(order_id)
     return len(order_ids)
+
+
+@shared_task(name="tracking.retention_apply", **RETENTION_OPTIONS)
+def retention_apply() -> dict[str, object]:
+    """Periodic: archive completed trajectories, then drop the location events past retention."""
+    result = tracking_retention_apply()
+    return {"archived": result.archived, "dropped_partitions": result.dropped_partitions, "deleted": result.deleted}

@@ -44,6 +44,11 @@ app.conf.beat_schedule = {
     "eta-sweep": {"task": "tracking.eta_sweep", "schedule": env_int("ETA_SWEEP_SECONDS", 60)},
     # Relearn the ETA model from the deliveries completed since the last fit.
     "eta-refit": {"task": "tracking.eta_refit", "schedule": env_int("ETA_REFIT_SECONDS", 3600)},
+    # Archive completed trajectories, drop expired location partitions, make the next ones.
+    "tracking-retention": {
+        "task": "tracking.retention_apply",
+        "schedule": env_int("TRACKING_RETENTION_SECONDS", 3600),
+    },
 }
 
 metrics.celery_signals_connect()

@@ -263,6 +263,9 @@ ALERT_DEVIATION_AWAY_MIN_M = env_int("ALERT_DEVIATION_AWAY_MIN_M", 100)
 ALERT_DEVIATION_CORRIDOR_M = env_int("ALERT_DEVIATION_CORRIDOR_M", 800)
 ALERT_OFFLINE_SECONDS = env_int("ALERT_OFFLINE_SECONDS", 180)
 ALERT_LATE_GRACE_SECONDS = env_int("ALERT_LATE_GRACE_SECONDS", 60)
+# Location events of orders created longer ago are dropped (whole partitions on PostgreSQL); completed
+# orders keep a compact trajectory (tracking/retention.py). Status, stage, ETA and alert events stay.
+TRACKING_RETENTION_DAYS = env_int("TRACKING_RETENTION_DAYS", 90)
 
 # --- Internationalisation ---------------------------------------------------
 LANGUAGE_CODE = "zh-hans"
