@@ -11,7 +11,9 @@ events, so it stays off and this service decides. SQLite keeps one plain
 table, so there the same rule is a DELETE.
 """
 
+import bisect
 import datetime as dt
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,8 +41,19 @@ class RetentionResult:
     deleted: int = 0
 
 
-def path_simplify(path: list[tuple[float, float, Any]], *, tolerance_m: float) -> list[tuple[float, float, Any]]:
-    """Douglas-Peucker on (lat, lon, ...) points: keep the points that stray more than tolerance_m from the line."""
+def path_simplify(
+    path: list[tuple[float, float, Any]], *, tolerance_m: float, keep: set[int] = frozenset()
+) -> list[tuple[float, float, Any]]:
+    """Douglas-Peucker on (lat, lon, ...) points: keep the points that stray more than tolerance_m from the line.
+
+    The indexes in `keep` stay too (each span between them is simplified on its own).
+    """
+    cuts = sorted({0, len(path) - 1, *(index for index in keep if 0 < index < len(path) - 1)})
+    if len(cuts) > 2:
+        simplified: list[tuple[float, float, Any]] = []
+        for first, last in itertools.pairwise(cuts):
+            simplified.extend(path_simplify(path[first : last + 1], tolerance_m=tolerance_m)[:-1])
+        return [*simplified, path[-1]]
     if len(path) < 3:
         return list(path)
     # Local flat projection in metres: a delivery spans a few kilometres, far below where it distorts.
@@ -74,14 +87,19 @@ def path_simplify(path: list[tuple[float, float, Any]], *, tolerance_m: float) -
 def order_trajectory_archive(*, order: Order) -> dict[str, Any]:
     """Store the order's compact trajectory (simplified path, status/stage timeline) on the order."""
     path = order_path(order=order)
-    simplified = path_simplify(path, tolerance_m=ARCHIVE_TOLERANCE_M)
+    timeline = order_timeline(order=order)
+    # The trajectory places an event without coordinates at the rider's last point before it:
+    # those points stay, so the archived trajectory shows every event where the full one did.
+    times = [recorded_at for _, _, recorded_at in path]
+    anchors = {bisect.bisect_right(times, event.recorded_at) - 1 for event in timeline}
+    simplified = path_simplify(path, tolerance_m=ARCHIVE_TOLERANCE_M, keep=anchors)
     archive = {
         "tolerance_m": ARCHIVE_TOLERANCE_M,
         "recorded_points": len(path),
         "path": [[float(lat), float(lon), recorded_at.isoformat()] for lat, lon, recorded_at in simplified],
         "timeline": [
             timeline_entry(kind=event.kind, status=event.status, stage=event.stage, time=event.recorded_at)
-            for event in order_timeline(order=order)
+            for event in timeline
         ],
         "archived_at": timezone.now().isoformat(),
     }
@@ -130,6 +148,8 @@ def partition_drop(*, name: str) -> None:
     """Detach one expired partition, keep its non-location events, drop it."""
     table = connection.ops.quote_name(name)
     with connection.cursor() as cursor:
+        # Deferred foreign-key checks queued on the partition would forbid the DROP: run them now.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         # DETACH takes a short exclusive lock on order_tracking; the copy is a few rows per order.
         cursor.execute(f"ALTER TABLE order_tracking DETACH PARTITION {table}")
         # The table name comes from pg_partman's catalogue, quoted: no input reaches it.

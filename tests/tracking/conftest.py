@@ -1,0 +1,3 @@
+"""Tracking data tests drive the real API as the rider app does."""
+
+from tests.api.conftest import api  # noqa: F401  (fixture)
