@@ -68,10 +68,13 @@ def partition(apps, schema_editor):
             "SELECT to_char(coalesce(min(order_created_at), now()), 'YYYY-MM-DD') FROM order_tracking_unpartitioned"
         )
         (start,) = cursor.fetchone()
+        # pg_partman 4 (Debian 12) names declarative partitioning 'native', 5 (PGDG images) 'range'.
+        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_partman'")
+        kind = "native" if cursor.fetchone()[0].startswith("4.") else "range"
         cursor.execute(
-            "SELECT partman.create_parent(%s, 'order_created_at', 'native', 'daily',"
-            " p_premake := %s, p_start_partition := %s, p_jobmon := false)",
-            [PARENT, PREMAKE_DAYS, start],
+            "SELECT partman.create_parent(p_parent_table := %s, p_control := 'order_created_at', p_type := %s,"
+            " p_interval := '1 day', p_premake := %s, p_start_partition := %s, p_jobmon := false)",
+            [PARENT, kind, PREMAKE_DAYS, start],
         )
         # pg_partman's own retention would drop the status, stage, ETA and alert events
         # too: tracking/retention.py detaches and drops instead (after archiving).
