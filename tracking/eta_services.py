@@ -114,7 +114,8 @@ def order_eta_predict(*, order: Order, now: dt.datetime | None = None) -> dt.dat
         # The newest points: the position, and whether (since when) the rider waits at the door.
         recent = [
             TrackPoint(float(lat), float(lon), recorded_at)
-            for lat, lon, recorded_at in TrackingEvent.objects.filter(order=order, kind=EventKind.LOCATION)
+            for lat, lon, recorded_at in TrackingEvent.objects.for_order(order)
+            .filter(kind=EventKind.LOCATION)
             .order_by("-recorded_at", "-version")
             .values_list("latitude", "longitude", "recorded_at")[:RECENT_POINTS]
         ]
@@ -132,7 +133,8 @@ def order_eta_predict(*, order: Order, now: dt.datetime | None = None) -> dt.dat
         phase_started_at = order.paid_at or now
         if order.stage:
             stage_event = (
-                TrackingEvent.objects.filter(order=order, kind=EventKind.STAGE, stage=order.stage)
+                TrackingEvent.objects.for_order(order)
+                .filter(kind=EventKind.STAGE, stage=order.stage)
                 .order_by("-version")
                 .values_list("recorded_at", flat=True)
                 .first()
@@ -181,7 +183,8 @@ def _order_eta_store(*, order_id: str, eta: dt.datetime) -> bool:
     # event, also catches a slow drift made of many small moves.
     told_eta = previous
     last_event_data = (
-        TrackingEvent.objects.filter(order=order, kind=EventKind.ETA)
+        TrackingEvent.objects.for_order(order)
+        .filter(kind=EventKind.ETA)
         .order_by("-version")
         .values_list("data", flat=True)
         .first()

@@ -498,6 +498,7 @@ def test_beat_schedule_names_registered_tasks():
         "tracking.alerts_sweep",
         "tracking.eta_sweep",
         "tracking.eta_refit",
+        "tracking.retention_apply",
     }
     for entry in schedule.values():
         assert entry["task"] in app.tasks
