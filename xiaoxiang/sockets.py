@@ -118,13 +118,18 @@ class ConnectionSlots:
             pipe.zadd(self._key(scope), {member: until}, xx=True)
         pipe.execute()
 
-    def release(self, *, scope: str, member: str) -> None:
+    def release(self, *, scopes: list[str], member: str) -> None:
+        """Give back a socket's slots (all its scopes in one round trip)."""
         client = self._client()
         if client is None:
             with self._lock:
-                self._local[scope].pop(member, None)
+                for scope in scopes:
+                    self._local[scope].pop(member, None)
             return
-        client.zrem(self._key(scope), member)
+        pipe = client.pipeline(transaction=False)
+        for scope in scopes:
+            pipe.zrem(self._key(scope), member)
+        pipe.execute()
 
 
 connection_slots = ConnectionSlots()
@@ -333,8 +338,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 task.cancel()
         for group in getattr(self, "joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
-        for scope in getattr(self, "slots", []):
-            await _slots(connection_slots.release)(scope=scope, member=self.channel_name)
+        if getattr(self, "slots", None):
+            await _slots(connection_slots.release)(scopes=self.slots, member=self.channel_name)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch first closes stale database connections
