@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import redis
 from asgiref.sync import sync_to_async
@@ -252,19 +253,38 @@ class Housekeeping:
                     logger.exception("housekeeping failed on %s", socket.channel_name)
 
 
-_housekeeping: dict[asyncio.AbstractEventLoop, Housekeeping] = {}
+T = TypeVar("T")
+
+
+class PerLoop(Generic[T]):
+    """One instance per event loop (a daphne process has one; each test run its own), made on first use."""
+
+    def __init__(self, factory: Callable[[asyncio.AbstractEventLoop], T]) -> None:
+        self.factory = factory
+        self.instances: dict[asyncio.AbstractEventLoop, T] = {}
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        if loop not in self.instances:
+            # Loops of finished test runs are closed: forget them.
+            for stale in [other for other in self.instances if other.is_closed()]:
+                del self.instances[stale]
+            self.instances[loop] = self.factory(loop)
+        return self.instances[loop]
+
+
+def _new_housekeeping(loop: asyncio.AbstractEventLoop) -> Housekeeping:
+    keeper = Housekeeping()
+    _close_on_sigterm(loop, keeper)
+    return keeper
+
+
+_housekeeping = PerLoop(_new_housekeeping)
 
 
 def housekeeping() -> Housekeeping:
     """This event loop's (this process's) housekeeping."""
-    loop = asyncio.get_running_loop()
-    if loop not in _housekeeping:
-        # Loops of finished test runs are closed: forget them.
-        for stale in [other for other in _housekeeping if other.is_closed()]:
-            del _housekeeping[stale]
-        _housekeeping[loop] = Housekeeping()
-        _close_on_sigterm(loop, _housekeeping[loop])
-    return _housekeeping[loop]
+    return _housekeeping.get()
 
 
 CLOSE_SERVICE_RESTART = 1012
