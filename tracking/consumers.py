@@ -18,9 +18,10 @@ from django.utils import timezone
 from orders.models import Order
 from orders.selectors import order_get_for_user, viewer_role
 from tracking.ops import ops_state
-from tracking.publish import OPS_GROUP, order_group
+from tracking.ops_feed import ops_feed
+from tracking.publish import order_group
 from tracking.role_views import role_view
-from tracking.snapshot import order_snapshot_for_role, order_version_hint
+from tracking.snapshot import order_snapshot_for_role, order_versions_hint
 from tracking.stream import order_resync_frames
 from xiaoxiang.errors import NotFound
 from xiaoxiang.ids import order_id_valid
@@ -97,22 +98,23 @@ class OrderConsumer(StreamConsumer):
         async with self.send_lock:
             await self.send_json({"type": "snapshot", "version": order["version"], "order": order})
             self.version = order["version"]
-        self.tasks.append(asyncio.create_task(self._catch_up_loop()))
 
-    async def _catch_up_loop(self) -> None:
-        # channels-redis can hold a message back (a socket of the same process
-        # disconnecting mid-receive) or drop it; waiting for the heartbeat
-        # would leave the client up to two beats behind, so glance between beats.
-        while not self.closing:
-            await asyncio.sleep(settings.WS_CATCH_UP_SECONDS)
-            try:
-                async with self.send_lock:
-                    if not self.closing:
-                        await self.repair_lost_publish()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("catch-up check failed on %s", self.channel_name)
+    @classmethod
+    async def housekeeping_context(cls, sockets: list[StreamConsumer]) -> dict[str, int]:
+        # Every watched order's newest version in one cache read. A publish
+        # missed while the layer's subscriber reconnected is found here
+        # within two ticks, instead of waiting for the heartbeat.
+        order_ids = {socket.order_id for socket in sockets if getattr(socket, "version", None) is not None}
+        return await _hints(order_versions_hint)(order_ids=order_ids)
+
+    async def housekeeping(self, versions: dict[str, int], *, beat: bool) -> None:
+        if beat:
+            await self.rejoin()
+        async with self.send_lock:
+            if self.closing or self.version is None:
+                return
+            if await self.repair_lost_publish(versions.get(self.order_id)) and beat and not self.closing:
+                await self.heartbeat()
 
     async def order_events(self, message: dict[str, Any]) -> None:
         if self.version is None or self.closing:
@@ -166,11 +168,11 @@ class OrderConsumer(StreamConsumer):
             self.version = frames[-1]["version"]
         return bool(frames)
 
-    async def repair_lost_publish(self) -> bool:
-        """Repair a publish missing since the previous check; False when the order is gone. Hold send_lock."""
-        if self.version is None:
-            return True
-        current = await _hints(order_version_hint)(order_id=self.order_id)
+    async def repair_lost_publish(self, current: int | None) -> bool:
+        """Repair a publish missing since the previous check; False when the order is gone. Hold send_lock.
+
+        `current` is the order's newest published version (None: the order is gone).
+        """
         if current is None:
             await self.deny(CLOSE_NOT_FOUND)
             return False
@@ -184,30 +186,31 @@ class OrderConsumer(StreamConsumer):
         return True
 
     async def heartbeat(self) -> None:
-        if self.version is None or not await self.repair_lost_publish():
-            return
-        if not self.closing:
-            await self.send_json(
-                {"type": "heartbeat", "version": self.version, "server_time": timezone.now().isoformat()}
-            )
+        await self.send_json({"type": "heartbeat", "version": self.version, "server_time": timezone.now().isoformat()})
 
 
 class OpsConsumer(StreamConsumer):
-    """/ws/ops/: staff only; every active rider's position and every alert."""
+    """/ws/ops/: staff only; every active rider's position and every alert (fed by tracking.ops_feed)."""
 
     async def opened(self) -> None:
+        self.ready = False
         if not self.user.is_staff:
             await self.deny(CLOSE_FORBIDDEN)
             return
-        await self.join(OPS_GROUP)
+        # Subscribed before the state is read, so no move falls between them.
+        await ops_feed().add(self)
         state = await database_sync_to_async(ops_state)()
         async with self.send_lock:
             await self.send_json({"type": "ops.snapshot", **state})
+            self.ready = True
 
-    async def ops_rider(self, message: dict[str, Any]) -> None:
+    async def forward(self, text: str) -> None:
+        """A frame of the process's ops feed (riders moved, an alert)."""
+        if not self.ready or self.closing:
+            return
         async with self.send_lock:
-            await self.send_json({"type": "ops.rider", "rider": message["rider"]})
+            await self.send(text_data=text)
 
-    async def ops_alert(self, message: dict[str, Any]) -> None:
-        async with self.send_lock:
-            await self.send_json({"type": "ops.alert", "alert": message["alert"]})
+    async def disconnect(self, code: int) -> None:
+        ops_feed().discard(self)
+        await super().disconnect(code)

@@ -12,7 +12,6 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from django.core.cache import cache
 from django.db import transaction
 
 from orders.models import Order
@@ -29,6 +28,7 @@ from tracking.snapshot import (
     snapshots_cache_store,
 )
 from tracking.wire import event_payload, rider_payload
+from xiaoxiang.caching import shared_cache
 from xiaoxiang.push import group_send, group_send_many
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def order_events_message(order_id: str, events: list[TrackingEvent]) -> dict[str
     """The channel-layer message for a batch of one order's committed events, with per-view changes."""
     payloads = [event_payload(event) for event in sorted(events, key=lambda event: event.version)]
     key = snapshot_cache_key(order_id)
-    previous = cache.get(key)
+    previous = shared_cache().get(key)
     current = _current_snapshot(order_id, payloads, previous)
     if current is None:
         return None
@@ -151,7 +151,7 @@ def points_publish(
     and one of the versions, one for the sends and claims.
     """
     keys = {order_id: snapshot_cache_key(order_id) for order_id in order_points}
-    cached = cache.get_many(list(keys.values())) if keys else {}
+    cached = shared_cache().get_many(list(keys.values())) if keys else {}
     sends, snapshots = [], []
     for order_id, payloads in order_points.items():
         previous = cached.get(keys[order_id])

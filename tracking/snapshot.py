@@ -4,16 +4,17 @@ Built once at staff level; tracking.role_views filters it per viewer. The
 publish path keeps the cached copy current, so readers rarely rebuild it.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 
 from orders.models import STATUS_NAMES, Order, OrderStatus, Stage
 from tracking.models import Alert, EventKind
 from tracking.role_views import VIEWS, order_for_role, view_role
 from tracking.selectors import order_rider_position, order_timeline
 from tracking.wire import alert_payload, iso
+from xiaoxiang.caching import shared_cache
 
 # Snapshot fields fixed when the order is created: never part of `changes`.
 STATIC_FIELDS = frozenset({"id", "items", "total_amount", "create_time", "warehouse", "delivery"})
@@ -87,11 +88,11 @@ def snapshot_cache_key(order_id: str) -> str:
 
 def order_snapshot(*, order: Order) -> dict[str, Any]:
     """The full snapshot, from the cache when it is at the order's current version."""
-    cached = cache.get(snapshot_cache_key(order.id))
+    cached = shared_cache().get(snapshot_cache_key(order.id))
     if cached is not None and cached["version"] == order.version:
         return cached
     snapshot = order_snapshot_build(order=order)
-    cache.set(snapshot_cache_key(order.id), snapshot, settings.SNAPSHOT_CACHE_SECONDS)
+    shared_cache().set(snapshot_cache_key(order.id), snapshot, settings.SNAPSHOT_CACHE_SECONDS)
     return snapshot
 
 
@@ -103,7 +104,7 @@ def order_snapshot_for_role(*, order: Order, role: str) -> dict[str, Any]:
 def snapshot_cache_refresh(snapshot: dict[str, Any]) -> None:
     """Cache a freshly built snapshot unless a newer one is already cached."""
     key = snapshot_cache_key(snapshot["id"])
-    snapshots_cache_store([snapshot], cached={key: cache.get(key)})
+    snapshots_cache_store([snapshot], cached={key: shared_cache().get(key)})
 
 
 def snapshots_cache_store(snapshots: list[dict[str, Any]], *, cached: dict[str, Any]) -> None:
@@ -116,7 +117,7 @@ def snapshots_cache_store(snapshots: list[dict[str, Any]], *, cached: dict[str, 
         if cached.get(key) is None or cached[key]["version"] <= snapshot["version"]:
             fresh[key] = snapshot
     if fresh:
-        cache.set_many(fresh, settings.SNAPSHOT_CACHE_SECONDS)
+        shared_cache().set_many(fresh, settings.SNAPSHOT_CACHE_SECONDS)
 
 
 def mutable_fields(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -209,14 +210,29 @@ def order_version_remember(order_id: str, version: int) -> None:
 
 def order_versions_remember(versions: dict[str, int]) -> None:
     keys = {order_version_key(order_id): version for order_id, version in versions.items()}
-    cache.set_many(keys, ORDER_VERSION_SECONDS)
+    shared_cache().set_many(keys, ORDER_VERSION_SECONDS)
+
+
+def order_versions_hint(*, order_ids: Iterable[str]) -> dict[str, int]:
+    """Each order's newest published version, from the cache (one read for all), else the database.
+
+    Orders that do not exist are left out.
+    """
+    order_ids = set(order_ids)
+    if not order_ids:
+        return {}
+    keys = {order_version_key(order_id): order_id for order_id in order_ids}
+    versions = {keys[key]: version for key, version in shared_cache().get_many(list(keys)).items()}
+    missing = order_ids - versions.keys()
+    if missing:
+        found = dict(Order.objects.filter(pk__in=missing).values_list("pk", "version"))
+        shared_cache().set_many(
+            {order_version_key(order_id): version for order_id, version in found.items()}, ORDER_VERSION_SECONDS
+        )
+        versions.update(found)
+    return versions
 
 
 def order_version_hint(*, order_id: str) -> int | None:
-    """The order's newest published version, from the cache (the publish path keeps it), else the database."""
-    version = cache.get(order_version_key(order_id))
-    if version is None:
-        version = Order.objects.filter(pk=order_id).values_list("version", flat=True).first()
-        if version is not None:
-            order_version_remember(order_id, version)
-    return version
+    """One order's newest published version (see order_versions_hint)."""
+    return order_versions_hint(order_ids=[order_id]).get(order_id)

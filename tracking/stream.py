@@ -57,7 +57,11 @@ def order_events_page(
     *, order: Order, role: str, since_version: int, limit: int, with_changes: bool = False
 ) -> dict[str, Any]:
     """A bounded page of events after `since_version` (/events/; /poll/ asks `with_changes`)."""
-    events, has_more = order_events_since(order=order, since_version=since_version, limit=limit)
+    # Up to the version read with the order: the page's version then covers
+    # every event in it, and an event committed meanwhile waits for the next page.
+    events, has_more = order_events_since(
+        order=order, since_version=since_version, until_version=order.version, limit=limit
+    )
     payloads = [event_for_role(event_payload(event), role) for event in events]
     if with_changes and payloads:
         snapshot = order_snapshot(order=order)

@@ -23,7 +23,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
-from django.core.cache import cache
+
+from xiaoxiang.caching import shared_cache
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def group_send_many(sends: Iterable[tuple[str, dict[str, Any]]], *, claims: Iter
             return _publish(layer, sends, claims)
         if layer is not None and sends:
             async_to_sync(_layer_send)(layer, sends)
-        return {key for key, seconds in claims if cache.add(f"push.claim:{key}", 1, timeout=seconds)}
+        return {key for key, seconds in claims if shared_cache().add(f"push.claim:{key}", 1, timeout=seconds)}
     except Exception:
         # Push is best effort: heartbeats and resync bring clients back to
         # the database state, so a broken layer must not fail the write.

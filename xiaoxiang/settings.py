@@ -7,6 +7,7 @@ channel layer, a local-memory cache and Celery tasks run in-process.
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dj_database_url
 from cryptography.fernet import Fernet
@@ -133,7 +134,10 @@ if REDIS_URL:
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL}],
-                "prefix": "xiaoxiang",
+                # Redis pub/sub channels ignore the database number: name the
+                # database in the prefix, so deployments (or test runs) sharing
+                # a Redis server on different databases never hear each other.
+                "prefix": env_str("CHANNEL_LAYER_PREFIX", f"xiaoxiang{urlparse(REDIS_URL).path.strip('/') or '0'}"),
             },
         }
     }
@@ -314,6 +318,8 @@ WS_MAX_MESSAGES_PER_SECOND = env_int("WS_MAX_MESSAGES_PER_SECOND", 10)
 WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 4096)
 # A resync that would replay more events than this answers with a fresh snapshot.
 WS_RESYNC_MAX_EVENTS = env_int("WS_RESYNC_MAX_EVENTS", 100)
+# /ws/ops/ sends the riders that moved at most this often, in one frame (tracking/ops_feed.py).
+OPS_FLUSH_SECONDS = 1.0
 # GET /events/ page size, and the ceiling of its `limit` parameter.
 EVENTS_PAGE_SIZE = 100
 EVENTS_PAGE_MAX = 500

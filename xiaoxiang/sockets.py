@@ -92,6 +92,25 @@ class ConnectionSlots:
         pipe.expire(key, int(ttl) + 1)
         pipe.execute()
 
+    def renew_many(self, *, leases: list[tuple[str, str]], ttl: float) -> None:
+        """Renew many (scope, member) leases at once: one pipelined round trip for a whole process."""
+        if not leases:
+            return
+        client = self._client()
+        until = time.time() + ttl
+        if client is None:
+            with self._lock:
+                for scope, member in leases:
+                    if member in self._local[scope]:
+                        self._local[scope][member] = until
+            return
+        pipe = client.pipeline(transaction=False)
+        for scope in {scope for scope, _ in leases}:
+            pipe.expire(self._key(scope), int(ttl) + 1)
+        for scope, member in leases:
+            pipe.zadd(self._key(scope), {member: until}, xx=True)
+        pipe.execute()
+
     def release(self, *, scope: str, member: str) -> None:
         client = self._client()
         if client is None:
@@ -150,6 +169,81 @@ class MessageBucket:
         return True
 
 
+class Housekeeping:
+    """One timer per process (event loop) for all its sockets, instead of two tasks per socket.
+
+    Every WS_CATCH_UP_SECONDS each socket class gets one batched read for
+    all its sockets (e.g. one MGET of every watched order's version) and
+    each socket acts on it, usually by doing nothing; every
+    WS_HEARTBEAT_SECONDS the process also renews all its connection slots in
+    one pipelined Redis call, and every socket re-joins its groups and beats.
+    """
+
+    def __init__(self) -> None:
+        self.sockets: dict[StreamConsumer, None] = {}
+        self.task: asyncio.Task | None = None
+
+    def add(self, socket: "StreamConsumer") -> None:
+        self.sockets[socket] = None
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
+
+    def discard(self, socket: "StreamConsumer") -> None:
+        self.sockets.pop(socket, None)
+        if not self.sockets and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_beat = loop.time()
+        while self.sockets:
+            await asyncio.sleep(min(settings.WS_CATCH_UP_SECONDS, settings.WS_HEARTBEAT_SECONDS))
+            # A beat is due when a beat interval has passed (with a little slack for the sleep's jitter).
+            beat = loop.time() - last_beat >= settings.WS_HEARTBEAT_SECONDS * 0.95
+            if beat:
+                last_beat = loop.time()
+            try:
+                await self.tick(beat=beat)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # One failed tick (Redis hiccup) must not end the process's housekeeping.
+                logger.exception("socket housekeeping failed")
+
+    async def tick(self, *, beat: bool) -> None:
+        sockets = [socket for socket in self.sockets if not socket.closing]
+        if beat:
+            leases = [(scope, socket.channel_name) for socket in sockets for scope in socket.slots]
+            await _slots(connection_slots.renew_many)(leases=leases, ttl=connection_slot_ttl())
+        by_class: dict[type[StreamConsumer], list[StreamConsumer]] = defaultdict(list)
+        for socket in sockets:
+            by_class[type(socket)].append(socket)
+        for socket_class, members in by_class.items():
+            context = await socket_class.housekeeping_context(members)
+            for socket in members:
+                try:
+                    await socket.housekeeping(context, beat=beat)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("housekeeping failed on %s", socket.channel_name)
+
+
+_housekeeping: dict[asyncio.AbstractEventLoop, Housekeeping] = {}
+
+
+def housekeeping() -> Housekeeping:
+    """This event loop's (this process's) housekeeping."""
+    loop = asyncio.get_running_loop()
+    if loop not in _housekeeping:
+        # Loops of finished test runs are closed: forget them.
+        for stale in [other for other in _housekeeping if other.is_closed()]:
+            del _housekeeping[stale]
+        _housekeeping[loop] = Housekeeping()
+    return _housekeeping[loop]
+
+
 class StreamConsumer(AsyncJsonWebsocketConsumer):
     """Authentication, limits and heartbeat for every socket; subclasses implement `opened`."""
 
@@ -158,10 +252,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.closing = False
         self.joined: list[str] = []
         self.slots: list[str] = []
-        self.tasks: list[asyncio.Task] = []
         self.expiry_task: asyncio.Task | None = None
         self.auth_task: asyncio.Task | None = None
-        # The heartbeat runs beside the message loop; both send frames.
+        # Housekeeping (catch-up, heartbeat) runs beside the message loop; both send frames.
         self.send_lock = asyncio.Lock()
         self.bucket = MessageBucket(settings.WS_MAX_MESSAGES_PER_SECOND)
         # Accept first: close codes only exist on an open socket.
@@ -180,7 +273,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
-        for task in [*self.tasks, self.auth_task, self.expiry_task]:
+        housekeeping().discard(self)
+        for task in [self.auth_task, self.expiry_task]:
             if task is not None:
                 task.cancel()
         for group in getattr(self, "joined", []):
@@ -261,7 +355,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self._schedule_expiry(expires_at)
         await self.opened()
         if not self.closing:
-            self.tasks.append(asyncio.create_task(self._heartbeat_loop()))
+            housekeeping().add(self)
 
     async def opened(self) -> None:
         """Authorize, join groups and send the first frame; close with a code when not allowed."""
@@ -280,25 +374,25 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             self.slots.append(scope)
         return taken
 
-    async def _heartbeat_loop(self) -> None:
-        while not self.closing:
-            await asyncio.sleep(settings.WS_HEARTBEAT_SECONDS)
-            try:
-                # Re-join: group membership expires (group_expiry) unless renewed.
-                for group in self.joined:
-                    await self.channel_layer.group_add(group, self.channel_name)
-                for scope in self.slots:
-                    await _slots(connection_slots.renew)(
-                        scope=scope, member=self.channel_name, ttl=connection_slot_ttl()
-                    )
-                async with self.send_lock:
-                    if not self.closing:
-                        await self.heartbeat()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # One failed beat (Redis hiccup) must not end the socket's heartbeat.
-                logger.exception("heartbeat failed on %s", self.channel_name)
+    @classmethod
+    async def housekeeping_context(cls, sockets: list["StreamConsumer"]) -> Any:
+        """One read shared by all of this process's sockets of this class at each housekeeping tick."""
+        return None
+
+    async def housekeeping(self, context: Any, *, beat: bool) -> None:
+        """Act on a housekeeping tick; on a beat, re-join the groups and send a heartbeat."""
+        if not beat:
+            return
+        await self.rejoin()
+        async with self.send_lock:
+            if not self.closing:
+                await self.heartbeat()
+
+    async def rejoin(self) -> None:
+        # Layers with a group expiry drop memberships that are not renewed;
+        # for the pub/sub layer this is a local no-op.
+        for group in self.joined:
+            await self.channel_layer.group_add(group, self.channel_name)
 
     async def heartbeat(self) -> None:
         await self.send_json({"type": "heartbeat", "server_time": timezone.now().isoformat()})

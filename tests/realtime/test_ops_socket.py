@@ -44,8 +44,9 @@ def test_staff_gets_riders_and_open_alerts_then_live_updates(make_order, staff, 
         point = LocationPoint(client_id="ops-1", lat=31.19, lon=121.44, recorded_at=timezone.now())
         await database_sync_to_async(location_points_ingest)(rider_user=rider, points=[(0, point)])
         moved = await receive(ws)
-        assert moved["type"] == "ops.rider"
-        assert (moved["rider"]["id"], moved["rider"]["lat"], moved["rider"]["lon"]) == (rider.pk, 31.19, 121.44)
+        assert moved["type"] == "ops.riders"
+        [mover] = moved["riders"]
+        assert (mover["id"], mover["lat"], mover["lon"], mover["delivering"]) == (rider.pk, 31.19, 121.44, 1)
 
         def resolve():
             with transaction.atomic():
@@ -82,5 +83,37 @@ def test_alert_publish_waits_for_commit(make_order, staff, rider):
         await database_sync_to_async(open_and_roll_back)()
         assert await nothing_more(ws, timeout=0.5)
         await ws.disconnect()
+
+    run(body)
+
+
+def test_rider_moves_reach_every_ops_socket_as_one_frame_per_flush(make_order, staff, rider, other_rider, settings):
+    settings.OPS_FLUSH_SECONDS = 0.5
+    make_order("delivering")
+
+    async def body():
+        first = await open_with_session("/ws/ops/", staff)
+        second = await open_with_token("/ws/ops/", staff)
+        for ws in (first, second):
+            assert (await receive(ws))["type"] == "ops.snapshot"
+        now = timezone.now()
+        for step in range(3):
+            for user, base in ((rider, 31.19), (other_rider, 31.29)):
+                point = LocationPoint(
+                    client_id=f"flush-{user.pk}-{step}",
+                    lat=base + step / 1000,
+                    lon=121.44,
+                    recorded_at=now + dt.timedelta(seconds=step),
+                )
+                await database_sync_to_async(location_points_ingest)(rider_user=user, points=[(0, point)])
+        for ws in (first, second):
+            frame = await receive(ws, timeout=3)
+            assert frame["type"] == "ops.riders"
+            assert sorted((r["id"], round(r["lat"], 6)) for r in frame["riders"]) == sorted(
+                [(rider.pk, 31.192), (other_rider.pk, 31.292)]
+            )
+            assert await nothing_more(ws, timeout=0.8)
+        await first.disconnect()
+        await second.disconnect()
 
     run(body)
