@@ -29,7 +29,7 @@ from support import bench_database, recreate_database, require_services, server_
 
 # Where a request's time goes: the first of these frames (outermost first) names a sample's share.
 PHASES = (
-    ("publish after commit", ("events_publish", "rider_position_publish", "group_send_many")),
+    ("publish after commit", ("events_publish", "points_publish", "rider_position_publish", "group_send_many")),
     ("jobs after commit", ("_order_jobs_enqueue",)),
     ("ingest service (SQL, locks)", ("location_points_ingest",)),
     ("parse + validate points", ("location_batch_parse",)),

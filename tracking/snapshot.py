@@ -128,7 +128,12 @@ def snapshot_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> di
     """The fields of `after` that differ from `before`; without `before`, every field that can change."""
     if before is None:
         return mutable_fields(after)
-    return {key: value for key, value in after.items() if key not in before or before[key] != value}
+    # `is` first: consecutive snapshots of a batch share their unchanged values (timeline, items, ...).
+    return {
+        key: value
+        for key, value in after.items()
+        if key not in before or (before[key] is not value and before[key] != value)
+    }
 
 
 def changes_by_view(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, dict[str, Any]]:
