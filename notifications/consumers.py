@@ -2,17 +2,15 @@
 
 from typing import Any
 
-from channels.db import database_sync_to_async
-
 from notifications.selectors import notifications_unread_count
 from notifications.services import notifications_group
-from xiaoxiang.sockets import StreamConsumer
+from xiaoxiang.sockets import StreamConsumer, db_read
 
 
 class NotificationConsumer(StreamConsumer):
     async def opened(self) -> None:
         await self.join(notifications_group(self.user.pk))
-        unread = await database_sync_to_async(notifications_unread_count)(user=self.user)
+        unread = await db_read(notifications_unread_count)(user=self.user)
         async with self.send_lock:
             await self.send_json({"type": "notifications.unread", "count": unread})
 

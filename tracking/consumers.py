@@ -10,7 +10,6 @@ import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
@@ -25,7 +24,7 @@ from tracking.snapshot import order_snapshot_for_role, order_versions_hint
 from tracking.stream import order_resync_frames
 from xiaoxiang.errors import NotFound
 from xiaoxiang.ids import order_id_valid
-from xiaoxiang.sockets import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, StreamConsumer
+from xiaoxiang.sockets import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, StreamConsumer, db_read
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ async def _shared_repair(order_id: str, role: str, since_version: int) -> list[d
     key = (order_id, role_view(role), since_version)
     future = _repairs.get(key)
     if future is None or future.get_loop() is not asyncio.get_running_loop():
-        future = asyncio.ensure_future(database_sync_to_async(_order_repair)(order_id, role, since_version))
+        future = asyncio.ensure_future(db_read(_order_repair)(order_id, role, since_version))
         _repairs[key] = future
         future.add_done_callback(lambda done: _repairs.pop(key, None) if _repairs.get(key) is done else None)
     return await asyncio.shield(future)
@@ -91,7 +90,7 @@ class OrderConsumer(StreamConsumer):
         # events already in the snapshot are skipped by version.
         await self.join(order_group(self.order_id))
         try:
-            self.role, order = await database_sync_to_async(_order_open)(self.user, self.order_id)
+            self.role, order = await db_read(_order_open)(self.user, self.order_id)
         except NotFound:
             await self.deny(CLOSE_NOT_FOUND)
             return
@@ -155,7 +154,7 @@ class OrderConsumer(StreamConsumer):
             if shared:
                 frames = await _shared_repair(self.order_id, self.role, since_version)
             else:
-                frames = await database_sync_to_async(_order_resync)(self.user, self.order_id, since_version)
+                frames = await db_read(_order_resync)(self.user, self.order_id, since_version)
         except NotFound:
             await self.deny(CLOSE_NOT_FOUND)
             return True
@@ -199,7 +198,7 @@ class OpsConsumer(StreamConsumer):
             return
         # Subscribed before the state is read, so no move falls between them.
         await ops_feed().add(self)
-        state = await database_sync_to_async(ops_state)()
+        state = await db_read(ops_state)()
         async with self.send_lock:
             await self.send_json({"type": "ops.snapshot", **state})
             self.ready = True

@@ -145,6 +145,16 @@ def _user_from_token(token: str) -> tuple[AbstractBaseUser, float]:
     return user, float(validated["exp"])
 
 
+def db_read(function):
+    """Run a database read for a socket on the thread pool.
+
+    channels' database_sync_to_async runs every call of the process on one
+    shared thread, so a reconnect storm queues behind it; reads have no
+    thread affinity, and each pool thread keeps its own connection.
+    """
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
 def _slots(method):
     # Redis only, no database: off the shared database thread, so slot
     # bookkeeping never queues behind other sockets' queries.
@@ -328,7 +338,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.deny(CLOSE_UNAUTHENTICATED)
             return
         try:
-            user, expires_at = await database_sync_to_async(_user_from_token)(token)
+            user, expires_at = await db_read(_user_from_token)(token)
         except (TokenError, InvalidToken, AuthenticationFailed):
             await self.deny(CLOSE_UNAUTHENTICATED)
             return

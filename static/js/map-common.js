@@ -174,7 +174,8 @@ export const icons = {
 // A map that draws markers and paths even with no tiles at all: without a
 // MAP_TILE_URL (or with an unreachable one) the background is a plain canvas.
 export function createMap(element, { tileUrl = "", center = [31.2, 121.45], zoom = 13 } = {}) {
-  const map = L.map(element, { zoomControl: true, attributionControl: Boolean(tileUrl), center, zoom });
+  // maxZoom here too: without tiles the map has none, and clustering needs one.
+  const map = L.map(element, { zoomControl: true, attributionControl: Boolean(tileUrl), center, zoom, maxZoom: 19 });
   element.classList.add(tileUrl ? "has-tiles" : "no-tiles");
   if (tileUrl) {
     const layer = L.tileLayer(tileUrl, { maxZoom: 19, attribution: "地图数据" });

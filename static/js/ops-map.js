@@ -26,6 +26,9 @@ const HEARTBEAT_TIMEOUT_MS = 45000;
 const STATE_REFRESH_MS = 30000;
 const STATE_REFRESH_OFFLINE_MS = 5000;
 const WS_FAILURES_BEFORE_POLLING = 3;
+// Past this many riders, markers cluster (and jump instead of gliding): thousands
+// of gliding markers would cost more than the map is worth.
+const CLUSTER_FROM_RIDERS = 300;
 
 const CONNECTION_LABELS = { connecting: "连接中", live: "实时", reconnecting: "重连中", polling: "轮询" };
 
@@ -62,6 +65,8 @@ class OpsMap {
     this.mode = "connecting";
     this.watchdog = null;
     this.refreshTimer = null;
+    this.riderLayer = L.layerGroup().addTo(this.map);
+    this.clustered = false;
     this.alertLayer = L.layerGroup().addTo(this.map);
     this.warehouseLayer = L.layerGroup().addTo(this.map);
     this.warehouseKey = "";
@@ -82,20 +87,16 @@ class OpsMap {
     this.indicator.querySelector(".conn-label").textContent = CONNECTION_LABELS[mode] || mode;
   }
 
-  // --- state ---
-
   async refreshState() {
     clearTimeout(this.refreshTimer);
     try {
       const state = await fetchJson(this.config.stateUrl);
-      const seen = new Set();
-      for (const rider of state.riders || []) {
-        seen.add(String(rider.id));
-        this.upsertRider(rider, { animate: this.fitted });
-      }
+      const riders = state.riders || [];
+      const seen = new Set(riders.map((rider) => String(rider.id)));
+      this.upsertRiders(riders, { animate: this.fitted });
       for (const [id, entry] of this.riders) {
         if (!seen.has(id)) {
-          entry.marker.marker.remove();
+          this.riderLayer.removeLayer(entry.marker.marker);
           this.riders.delete(id);
         }
       }
@@ -133,16 +134,34 @@ class OpsMap {
     return false;
   }
 
-  upsertRider(rider, { animate = true } = {}) {
+  // Many riders: move every marker into a cluster layer (vendored Leaflet.markercluster).
+  clusterIfCrowded() {
+    if (this.clustered || this.riders.size < CLUSTER_FROM_RIDERS || !L.markerClusterGroup) return;
+    const clusters = L.markerClusterGroup({ chunkedLoading: true, showCoverageOnHover: false, disableClusteringAtZoom: 16 });
+    clusters.addLayers([...this.riders.values()].map((entry) => entry.marker.marker));
+    this.map.removeLayer(this.riderLayer);
+    this.riderLayer = clusters.addTo(this.map);
+    this.clustered = true;
+  }
+
+  // A batch of moved riders (an ops.riders frame, or the state read): one pass, one stats update.
+  upsertRiders(riders, { animate = true } = {}) {
+    for (const rider of riders) this.upsertRider(rider, { animate, stats: false });
+    this.clusterIfCrowded();
+    this.updateStats();
+  }
+
+  upsertRider(rider, { animate = true, stats = true } = {}) {
     const id = String(rider.id);
     if (!finite(rider.lat) || !finite(rider.lon)) return;
     const lat = Number(rider.lat);
     const lon = Number(rider.lon);
+    animate = animate && !this.clustered;
     let entry = this.riders.get(id);
     if (!entry) {
       const marker = L.marker([lat, lon], { title: rider.name, keyboard: true, riseOnHover: true });
       marker.on("click", () => this.selectRider(id));
-      marker.addTo(this.map);
+      this.riderLayer.addLayer(marker);
       entry = { data: { ...rider }, marker: new SmoothMarker(marker, { durationMs: 1500 }), iconKey: "" };
       this.riders.set(id, entry);
     } else {
@@ -154,7 +173,7 @@ class OpsMap {
       if (!older) entry.marker.moveTo([lat, lon], { animate });
     }
     this.refreshRiderIcon(id);
-    this.updateStats();
+    if (stats) this.updateStats();
   }
 
   refreshRiderIcon(id) {
@@ -296,8 +315,6 @@ class OpsMap {
     }
   }
 
-  // --- socket ---
-
   connect() {
     if (this.ws) return;
     let ws;
@@ -333,8 +350,8 @@ class OpsMap {
 
   onMessage(message) {
     const type = String(message.type || "");
-    if (message.rider && (type === "ops.rider" || type === "rider" || type.endsWith(".rider"))) {
-      this.upsertRider(message.rider);
+    if (type === "ops.riders" && Array.isArray(message.riders)) {
+      this.upsertRiders(message.riders);
       return;
     }
     if (message.alert && type.includes("alert")) {
@@ -343,7 +360,7 @@ class OpsMap {
       return;
     }
     if (Array.isArray(message.riders) || Array.isArray(message.alerts)) {
-      for (const rider of message.riders || []) this.upsertRider(rider, { animate: false });
+      this.upsertRiders(message.riders || [], { animate: false });
       if (Array.isArray(message.alerts)) this.replaceAlerts(message.alerts);
     }
   }

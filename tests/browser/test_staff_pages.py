@@ -77,3 +77,36 @@ def test_ops_map_is_staff_only(daphne_server, open_page, customer):
     log_in(watch, daphne_server.url, "alice")
     watch.page.goto(f"{daphne_server.url}/ops/map/")
     expect(watch.page).to_have_url(re.compile(r"/admin/login/"))
+
+
+def test_ops_map_clusters_thousands_of_riders(daphne_server, open_page):
+    import datetime as dt
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from tracking.models import Rider
+
+    make_user("boss", is_staff=True, is_superuser=True)
+    users = get_user_model().objects.bulk_create(
+        get_user_model()(username=f"crowd{number}", password="!") for number in range(400)
+    )
+    now = timezone.now()
+    Rider.objects.bulk_create(
+        Rider(
+            user=user,
+            display_name=f"骑手{number}",
+            online=True,
+            last_lat=31.15 + (number % 20) * 0.004,
+            last_lon=121.40 + (number // 20) * 0.004,
+            last_recorded_at=now - dt.timedelta(seconds=number),
+        )
+        for number, user in enumerate(users)
+    )
+    watch = open_page(DESKTOP)
+    page = watch.page
+    log_in(watch, daphne_server.url, "boss", next_path="/ops/map/")
+    page.wait_for_function("window.opsMap && window.opsMap.riderIds().length === 400", timeout=WAIT_MS)
+    expect(page.locator(".marker-cluster").first).to_be_visible(timeout=WAIT_MS)
+    assert page.locator(".rider-icon").count() < 400  # most riders are inside clusters at this zoom
+    watch.screenshot("ops-map-clustered")
