@@ -70,7 +70,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--summary", help="summarize a py-spy raw profile instead of running")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the project checkout to profile")
     args = parser.parse_args()
+    sys.path.insert(0, str(args.root.resolve()))
     if args.summary:
         summarize(args.summary, args.top)
         return
