@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT, help="the project checkout to profile")
     args = parser.parse_args()
     sys.path.insert(0, str(args.root.resolve()))
+    os.chdir(args.root)  # Celery puts the working directory first on sys.path
     if args.summary:
         summarize(args.summary, args.top)
         return
