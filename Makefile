@@ -20,8 +20,8 @@ $(VENV)/.installed: requirements.txt
 migrate: $(VENV)/.installed ## Apply database migrations
 	$(PY) manage.py migrate --noinput
 
-seed: migrate ## Load the demo data (idempotent)
-	$(PY) manage.py seed_demo
+seed: migrate ## Load the demo data (idempotent): rider1 for you on /rider/, rider2..4 for the simulator
+	$(PY) manage.py seed_demo --riders 4
 
 history: seed ## Write simulated delivery history if missing (idempotent) and refit the ETA model
 	$(PY) manage.py simulate --history 120 --speed $${SIM_SPEED:-3}
@@ -29,11 +29,12 @@ history: seed ## Write simulated delivery history if missing (idempotent) and re
 backtest: history ## Print the ETA model's error on held-out deliveries beside the naive baseline
 	$(PY) manage.py eta_backtest
 
-run: history ## Start the whole product (embedded default, or the production topology when DATABASE_URL/REDIS_URL are set)
+run: history ## Start the whole product (embedded default, or nginx + gunicorn + Daphne + Celery when DATABASE_URL/REDIS_URL are set)
 	$(PY) manage.py collectstatic --noinput -v0
-	@echo "Open http://127.0.0.1:$(PORT)/  (customer1 / xiaoxiang-demo, admin / xiaoxiang-demo)"
+	@echo "Open http://127.0.0.1:$(PORT)/  (customer1, warehouse1, rider1, admin; password xiaoxiang-demo)"
 	@if [ -n "$$REDIS_URL" ]; then \
-		PORT=$(PORT) SIM_BASE_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho -f deploy/Procfile start; \
+		PORT=$(PORT) WEB_PORT=$${WEB_PORT:-$$(($(PORT) + 1))} WS_PORT=$${WS_PORT:-$$(($(PORT) + 2))} \
+			SIM_BASE_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho -f deploy/Procfile start; \
 	else \
 		PORT=$(PORT) SIM_BASE_URL=http://127.0.0.1:$(PORT) $(VENV)/bin/honcho -f deploy/Procfile.embedded start; \
 	fi

@@ -4,6 +4,7 @@ from typing import Any
 
 from notifications.selectors import notifications_unread_count
 from notifications.services import notifications_group
+from xiaoxiang import metrics
 from xiaoxiang.sockets import StreamConsumer, db_read
 
 
@@ -17,3 +18,4 @@ class NotificationConsumer(StreamConsumer):
     async def notification_created(self, message: dict[str, Any]) -> None:
         async with self.send_lock:
             await self.send_json({"type": "notification.created", "notification": message["notification"]})
+        metrics.frame_written("notifications", message)

@@ -63,6 +63,7 @@ ORDER_NOTICES: dict[str, tuple[str, str, bool]] = {
     "order.delivered": ("订单已送达", "订单 {order} 已送达，祝您用餐愉快。", True),
     "order.cancelled": ("订单已取消", "订单 {order} 已取消。", True),
     "order.assigned": ("新的配送任务", "订单 {order} 已分配给您，请到仓库取货。", False),
+    "order.incoming": ("新订单待拣货", "订单 {order} 已支付，请开始拣货。", False),
 }
 
 
@@ -90,3 +91,9 @@ def notification_mark_read(*, user: AbstractBaseUser, notification_id: int) -> N
         notification.read_at = timezone.now()
         notification.save(update_fields=["read_at"])
     return notification
+
+
+def order_notify_warehouse(*, order: "Order") -> None:
+    """Tell every operator of the order's warehouse that a paid order is waiting (the /warehouse/ page's push)."""
+    for operator in order.warehouse.operators.select_related("user"):
+        order_notify(order=order, kind="order.incoming", user=operator.user)

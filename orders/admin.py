@@ -46,7 +46,7 @@ class TimelineInline(admin.TabularInline):
     """The order's status and stage events, oldest first (GPS points live on the trajectory)."""
 
     model = TrackingEvent
-    verbose_name_plural = "timeline"
+    verbose_name_plural = "时间线"
     fields = ["version", "kind", "status", "stage", "operator_type", "operator_id", "recorded_at", "create_time"]
     readonly_fields = fields
     ordering = ["version"]
@@ -105,11 +105,11 @@ class OrderAdmin(admin.ModelAdmin):
         if done:
             self.message_user(request, f"{label}: {done} order(s).", messages.SUCCESS)
 
-    @admin.action(description="Cancel selected orders (pending or paid)")
+    @admin.action(description="取消所选订单（待支付或已支付）")
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._run(request, queryset, lambda o: services.order_cancel(order_id=o.id, actor=request.user), "Cancelled")
 
-    @admin.action(description="Dispatch selected packed orders to the nearest available rider")
+    @admin.action(description="将所选已打包订单派给最近的可用骑手")
     def dispatch_to_nearest_rider(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._run(
             request, queryset, lambda o: services.order_dispatch(order_id=o.id, operator=request.user), "Dispatched"

@@ -5,6 +5,7 @@ from django.apps import AppConfig
 
 class OrdersConfig(AppConfig):
     name = "orders"
+    verbose_name = "订单"
 
     def ready(self) -> None:
         from django.db.backends.sqlite3.base import DatabaseFeatures

@@ -8,10 +8,16 @@ from xiaoxiang.errors import NotFound
 from xiaoxiang.roles import ROLE_CUSTOMER, ROLE_RIDER, ROLE_STAFF, ROLE_WAREHOUSE, user_role
 
 
-def orders_visible_to(user: AbstractBaseUser) -> QuerySet[Order]:
-    """Owner, assigned rider, the order's warehouse, or staff."""
+def orders_visible_to(user: AbstractBaseUser, *, joined: bool = True) -> QuerySet[Order]:
+    """Owner, assigned rider, the order's warehouse, or staff.
+
+    `joined` fetches what the snapshot and the pages show with it (warehouse,
+    rider, customer); without, only the rule is applied.
+    """
     role = user_role(user)
-    orders = Order.objects.select_related("warehouse", "rider", "rider__rider_profile", "user")
+    orders = (
+        Order.objects.select_related("warehouse", "rider", "rider__rider_profile", "user") if joined else Order.objects
+    )
     if role == ROLE_STAFF:
         return orders
     if role == ROLE_WAREHOUSE:
@@ -27,6 +33,22 @@ def orders_visible_to(user: AbstractBaseUser) -> QuerySet[Order]:
 def order_get_for_user(*, user: AbstractBaseUser, order_id: str) -> Order:
     """The order if the user may see it; NotFound otherwise (never a leak of its existence)."""
     order = orders_visible_to(user).filter(pk=order_id).first()
+    if order is None:
+        raise NotFound()
+    return order
+
+
+def order_access_for_user(*, user: AbstractBaseUser, order_id: str) -> Order:
+    """Like order_get_for_user, but only the columns that decide visibility, role and version (no joins).
+
+    For the socket open, which usually finds the snapshot in the cache.
+    """
+    order = (
+        orders_visible_to(user, joined=False)
+        .filter(pk=order_id)
+        .only("id", "user_id", "rider_id", "warehouse_id", "status", "version")
+        .first()
+    )
     if order is None:
         raise NotFound()
     return order

@@ -18,7 +18,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from notifications.services import order_notify
+from notifications.services import order_notify, order_notify_warehouse
 from orders.models import STAGE_ORDER, Order, OrderItem, OrderStatus, Product, Stage, Warehouse
 from tracking.events import tracking_event_record
 from tracking.jobs import order_jobs_after_commit
@@ -139,6 +139,7 @@ def order_pay(*, order_id: str, customer: AbstractBaseUser, expected_version: in
         operator_type=OperatorType.CUSTOMER,
     )
     order_notify(order=order, kind="order.paid")
+    order_notify_warehouse(order=order)
     order_jobs_after_commit([order.pk])
     return order
 

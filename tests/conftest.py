@@ -59,6 +59,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 os.environ["TRACKING_JOBS_ENABLED"] = "false"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _connections_not_kept():
+    # Persistent connections (the production default) would keep the thread
+    # pool's sessions on the test database open past the run, and its
+    # teardown could not drop it. (Servers the tests start keep theirs.)
+    from django.db import connections
+
+    for alias in connections:
+        connections[alias].settings_dict["CONN_MAX_AGE"] = 0
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _jobs_off(settings):
     settings.TRACKING_JOBS_ENABLED = False

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import logging
+from dataclasses import replace
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -64,14 +65,21 @@ def order_findings(*, order: Order, now: dt.datetime) -> list[Finding]:
     destination = (float(order.delivery_lat), float(order.delivery_lon))
     warehouse = (float(order.warehouse.latitude), float(order.warehouse.longitude))
     track = order_track_recent(order=order, window_seconds=thresholds.stall_seconds + TRACK_WINDOW_MARGIN_SECONDS)
-    last_seen_at = Rider.objects.filter(user_id=order.rider_id).values_list("last_seen_at", flat=True).first()
+    rider = Rider.objects.filter(user_id=order.rider_id).first()
     # Silence counts from dispatch: a rider last heard before the order existed is not offline yet.
-    last_heard_at = max(filter(None, [last_seen_at, order.dispatched_at]), default=None)
+    last_heard_at = max(filter(None, [rider and rider.last_seen_at, order.dispatched_at]), default=None)
+    offline = alerts.offline_check(now=now, last_heard_at=last_heard_at, thresholds=thresholds)
+    device = rider.device_state() if rider else None
+    if offline.active and device and device["reason"]:
+        # The app's own report says why it went dark (permission, no fix, battery).
+        offline = replace(
+            offline, message=f"{offline.message}（设备：{device['reason']}）", data={**offline.data, "device": device}
+        )
     return [
         alerts.stall_check(track, destination=destination, thresholds=thresholds),
         alerts.deviation_check(track, warehouse=warehouse, destination=destination, thresholds=thresholds),
         alerts.late_check(now=now, promised_at=order.promised_at, eta=order.eta, thresholds=thresholds),
-        alerts.offline_check(now=now, last_heard_at=last_heard_at, thresholds=thresholds),
+        offline,
     ]
 
 

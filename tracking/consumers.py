@@ -15,13 +15,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from orders.models import Order
-from orders.selectors import order_get_for_user, viewer_role
+from orders.selectors import order_access_for_user, order_get_for_user, viewer_role
 from tracking.ops import ops_state
 from tracking.ops_feed import ops_feed
 from tracking.publish import order_group
 from tracking.role_views import role_view
 from tracking.snapshot import order_snapshot_for_role, order_versions_hint
 from tracking.stream import order_resync_frames
+from xiaoxiang import metrics
 from xiaoxiang.errors import NotFound
 from xiaoxiang.ids import order_id_valid
 from xiaoxiang.sockets import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, StreamConsumer, db_read
@@ -35,7 +36,7 @@ def _hints(method):
 
 
 def _order_open(user: AbstractBaseUser, order_id: str) -> tuple[str, dict[str, Any]]:
-    order = order_get_for_user(user=user, order_id=order_id)
+    order = order_access_for_user(user=user, order_id=order_id)
     role = viewer_role(user=user, order=order)
     return role, order_snapshot_for_role(order=order, role=role)
 
@@ -126,10 +127,12 @@ class OrderConsumer(StreamConsumer):
                 if payload["version"] != self.version + 1:
                     # A message was missed (layer hiccup, subscriber reconnect):
                     # catch up from the database so the client still sees every version.
+                    metrics.repaired("version_gap")
                     await self.resync_from(self.version, shared=True)
                     return
                 await self.send(text_data=frame)
                 self.version = payload["version"]
+                metrics.frame_written("orders", message)
 
     async def receive_message(self, content: dict[str, Any]) -> None:
         if content["type"] != "resync":
@@ -180,6 +183,7 @@ class OrderConsumer(StreamConsumer):
         # database. (Repairing on any lag would turn a busy moment into a read
         # per socket.)
         if self.behind_at is not None and self.version < self.behind_at:
+            metrics.repaired("catch_up")
             await self.resync_from(self.version, shared=True)
         self.behind_at = current if current > self.version else None
         return True

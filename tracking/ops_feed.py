@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from tracking.publish import OPS_GROUP
+from xiaoxiang import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class OpsFeed:
         self.subscribed.set()
         loop = asyncio.get_running_loop()
         flush_at: float | None = None
+        first_move: dict[str, Any] = {}
         # One receive at a time, never cancelled but at the end: a cancelled
         # receive makes the pub/sub layer drop the channel.
         receiving = asyncio.ensure_future(layer.receive(channel))
@@ -72,11 +74,13 @@ class OpsFeed:
                         self.moved[message["rider"]["id"]] = message["rider"]
                         if flush_at is None:
                             flush_at = loop.time() + settings.OPS_FLUSH_SECONDS
+                            first_move = message
                     elif message.get("type") == "ops.alert":
-                        await self.broadcast(json.dumps({"type": "ops.alert", "alert": message["alert"]}))
+                        await self.broadcast(json.dumps({"type": "ops.alert", "alert": message["alert"]}), message)
                 if flush_at is not None and loop.time() >= flush_at:
                     riders, self.moved, flush_at = list(self.moved.values()), {}, None
-                    await self.broadcast(json.dumps({"type": "ops.riders", "riders": riders}))
+                    # Timed from the oldest move in the frame: the longest any of them waited.
+                    await self.broadcast(json.dumps({"type": "ops.riders", "riders": riders}), first_move)
         finally:
             receiving.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -84,12 +88,14 @@ class OpsFeed:
             with contextlib.suppress(Exception):
                 await layer.group_discard(OPS_GROUP, channel)
 
-    async def broadcast(self, text: str) -> None:
+    async def broadcast(self, text: str, message: dict[str, Any]) -> None:
         for socket in list(self.sockets):
             try:
                 await socket.forward(text)
             except Exception:
                 logger.exception("ops frame to %s failed", socket.channel_name)
+            else:
+                metrics.frame_written("ops", message)
 
 
 _feeds: dict[asyncio.AbstractEventLoop, OpsFeed] = {}

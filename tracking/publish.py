@@ -28,6 +28,7 @@ from tracking.snapshot import (
     snapshots_cache_store,
 )
 from tracking.wire import event_payload, rider_payload
+from xiaoxiang import metrics
 from xiaoxiang.caching import shared_cache
 from xiaoxiang.push import group_send, group_send_many
 
@@ -120,6 +121,7 @@ def order_events_message(order_id: str, events: list[TrackingEvent]) -> dict[str
     return _order_message(order_id, payloads, previous, current)
 
 
+@metrics.PUBLISH_SECONDS.time()
 def events_publish(events: list[TrackingEvent]) -> None:
     """Send committed events to their orders' groups, one message per order, in version order."""
     by_order: dict[str, list[TrackingEvent]] = defaultdict(list)
@@ -136,6 +138,7 @@ def events_publish(events: list[TrackingEvent]) -> None:
             group_send(order_group(order_id), message)
 
 
+@metrics.PUBLISH_SECONDS.time()
 def points_publish(
     order_points: dict[str, list[dict[str, Any]]],
     *,

@@ -16,6 +16,7 @@ from tracking.jobs import points_debounce_claims, points_jobs_enqueue
 from tracking.models import EventKind, OperatorType, Rider, TrackingEvent
 from tracking.publish import points_publish
 from tracking.wire import location_payload, rider_payload
+from xiaoxiang import metrics
 from xiaoxiang.geo import geohash_encode
 from xiaoxiang.ids import new_id
 
@@ -130,6 +131,7 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
 
         # A rolled-back write never reaches a watcher: on_commit drops the callback.
         transaction.on_commit(after_commit)
+    metrics.ingest_lag_after_commit(point.recorded_at for point in accepted)
     return result
 
 

@@ -91,6 +91,9 @@ def order_snapshot(*, order: Order) -> dict[str, Any]:
     cached = shared_cache().get(snapshot_cache_key(order.id))
     if cached is not None and cached["version"] == order.version:
         return cached
+    if order.get_deferred_fields():
+        # Read for its access rule only (order_access_for_user): fetch it whole, once.
+        order = Order.objects.select_related("warehouse", "rider", "rider__rider_profile").get(pk=order.pk)
     snapshot = order_snapshot_build(order=order)
     shared_cache().set(snapshot_cache_key(order.id), snapshot, settings.SNAPSHOT_CACHE_SECONDS)
     return snapshot

@@ -64,6 +64,8 @@ def rider_payload(rider: Rider, *, username: str, delivering: int) -> dict[str, 
         "recorded_at": iso(rider.last_recorded_at),
         "online": rider.online,
         "delivering": delivering,
+        # Why an app went dark, as it last reported (None before its first report).
+        "device": rider.device_state(),
     }
 
 

@@ -8,13 +8,25 @@ the web process) on the embedded default, where there is no beat process.
 import logging
 import os
 import sys
+import tempfile
 import threading
 import time
 
-from celery import Celery
-from celery.exceptions import Retry
 
-from xiaoxiang.env import env_int
+def _is_worker_command() -> bool:
+    return bool(sys.argv) and os.path.basename(sys.argv[0]).startswith("celery") and "worker" in sys.argv[1:]
+
+
+# A prefork worker's pool children record metrics: prometheus-client's
+# multiprocess mode, chosen before it is first imported (xiaoxiang.metrics).
+if _is_worker_command():
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="xiaoxiang-worker-metrics-"))
+
+from celery import Celery, signals  # noqa: E402
+from celery.exceptions import Retry  # noqa: E402
+
+from xiaoxiang import metrics  # noqa: E402
+from xiaoxiang.env import env_int  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xiaoxiang.settings")
 
@@ -33,6 +45,25 @@ app.conf.beat_schedule = {
     # Relearn the ETA model from the deliveries completed since the last fit.
     "eta-refit": {"task": "tracking.eta_refit", "schedule": env_int("ETA_REFIT_SECONDS", 3600)},
 }
+
+metrics.celery_signals_connect()
+
+
+@signals.worker_ready.connect
+def _metrics_server_start(**kwargs) -> None:
+    # The worker has no HTTP server of its own: WORKER_METRICS_PORT gives it one for /metrics.
+    port = env_int("WORKER_METRICS_PORT", 0)
+    if port:
+        metrics.metrics_server_start(port, os.environ.get("WORKER_METRICS_HOST", "127.0.0.1"))
+
+
+@signals.worker_process_shutdown.connect
+def _metrics_child_exit(pid: int | None = None, **kwargs) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
+
 
 _embedded_lock = threading.Lock()
 _embedded_thread: threading.Thread | None = None

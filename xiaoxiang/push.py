@@ -24,6 +24,7 @@ from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
 
+from xiaoxiang import metrics
 from xiaoxiang.caching import shared_cache
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ def group_send_many(sends: Iterable[tuple[str, dict[str, Any]]], *, claims: Iter
 
     Logs and carries on when the layer fails (then no claim is won).
     """
-    sends, claims = list(sends), list(claims)
+    sends = [(group, metrics.publishing(group, message)) for group, message in sends]
+    claims = list(claims)
     layer = get_channel_layer()
     if not sends and not claims:
         return set()
@@ -92,6 +94,8 @@ def group_send_many(sends: Iterable[tuple[str, dict[str, Any]]], *, claims: Iter
         # Push is best effort: heartbeats and resync bring clients back to
         # the database state, so a broken layer must not fail the write.
         logger.exception("channel-layer publish to %s failed", ", ".join(sorted({group for group, _ in sends})))
+        for group, _ in sends:
+            metrics.publish_failed(group)
         return set()
 
 

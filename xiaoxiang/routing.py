@@ -4,6 +4,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 
 from notifications.routing import websocket_urlpatterns as notification_routes
 from tracking.routing import websocket_urlpatterns as tracking_routes
@@ -26,7 +27,25 @@ class SameSiteOriginValidator(OriginValidator):
         return await super().__call__(scope, receive, send)
 
 
+class SessionAuthWhenCookie:
+    """Channels' session auth stack, only for handshakes that carry a cookie.
+
+    App clients (and every handshake without Origin) have no cookie: they
+    authenticate with a first-message token, so the session lookup (a thread
+    hop per connect) is skipped and they start anonymous.
+    """
+
+    def __init__(self, application) -> None:
+        self.application = application
+        self.with_session = AuthMiddlewareStack(application)
+
+    async def __call__(self, scope, receive, send):
+        if any(name == b"cookie" for name, _ in scope.get("headers", [])):
+            return await self.with_session(scope, receive, send)
+        return await self.application({**scope, "user": AnonymousUser()}, receive, send)
+
+
 def websocket_application():
     return SameSiteOriginValidator(
-        AuthMiddlewareStack(URLRouter([*tracking_routes, *notification_routes])), settings.ALLOWED_HOSTS
+        SessionAuthWhenCookie(URLRouter([*tracking_routes, *notification_routes])), settings.ALLOWED_HOSTS
     )

@@ -68,6 +68,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Probes and the scrape answer first: load balancers and Prometheus call by pod address
+    # over plain HTTP, which ALLOWED_HOSTS and the HTTPS redirect would refuse.
+    "xiaoxiang.health.OpsEndpointsMiddleware",
+    "xiaoxiang.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Async-capable WhiteNoise: a sync-only middleware would pin a thread per long-poll.
     "xiaoxiang.middleware.AsyncWhiteNoiseMiddleware",
@@ -81,7 +85,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "xiaoxiang.urls"
 ASGI_APPLICATION = "xiaoxiang.asgi.application"
-WSGI_APPLICATION = None
+WSGI_APPLICATION = "xiaoxiang.wsgi.application"
 
 TEMPLATES = [
     {
@@ -94,6 +98,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tracking.views.map_context",
+                "orders.terminal_views.role_context",
             ],
         },
     },
@@ -235,6 +240,8 @@ LOCATION_BATCH_MAX = 500
 RIDER_MAX_ACTIVE_ORDERS = env_int("RIDER_MAX_ACTIVE_ORDERS", 3)
 SNAPSHOT_CACHE_SECONDS = 3600
 MAP_TILE_URL = env_str("MAP_TILE_URL", "")
+# How often the rider web app (/rider/) reports its position.
+RIDER_REPORT_SECONDS = env_int("RIDER_REPORT_SECONDS", 15)
 
 # Background jobs: ETA and alerts (tracking/jobs.py, tasks.py, eta_services.py, alert_services.py).
 # Periodic jobs: beat_schedule in xiaoxiang/celery.py.

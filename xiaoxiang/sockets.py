@@ -25,6 +25,8 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from xiaoxiang import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -269,6 +271,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.bucket = MessageBucket(settings.WS_MAX_MESSAGES_PER_SECOND)
         # Accept first: close codes only exist on an open socket.
         await self.accept()
+        metrics.ws_opened(self.scope)
         client = self.scope.get("client") or ["unknown"]
         if not await self.slot_take(f"ip:{client[0]}", settings.WS_MAX_CONNECTIONS_PER_IP):
             await self.deny(CLOSE_TOO_MANY)
@@ -282,6 +285,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             self.auth_task = asyncio.create_task(self._auth_deadline())
 
     async def disconnect(self, code: int) -> None:
+        metrics.ws_closed(self.scope, code)
         self.closing = True
         housekeeping().discard(self)
         for task in [self.auth_task, self.expiry_task]:
@@ -294,6 +298,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def deny(self, code: int) -> None:
         if not self.closing:
+            metrics.ws_denied(self.scope, code)
             self.closing = True
             await self.close(code=code)
 

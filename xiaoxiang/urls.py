@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/", include("tracking.api.stream_urls")),
     path("api/", include("notifications.api.urls")),
     path("", include("orders.urls")),
+    path("", include("orders.terminal_urls")),
     path("", include("tracking.urls")),
 ]
 

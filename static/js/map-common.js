@@ -95,6 +95,8 @@ export async function fetchJson(url, { signal, method = "GET", body } = {}) {
   if (!response.ok) {
     const error = new Error(`${method} ${url}: HTTP ${response.status}`);
     error.status = response.status;
+    // The API's errors are JSON {"detail", ...}: callers may show them.
+    error.data = await response.json().catch(() => null);
     throw error;
   }
   return response.json();

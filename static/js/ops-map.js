@@ -38,14 +38,21 @@ function escapeHtml(text) {
   return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 
+// Why the rider's device may be dark, as its app last reported it ("" when fine).
+function deviceReason(rider) {
+  return (rider.device && rider.device.reason) || "";
+}
+
 function riderIcon(rider, { alert, selected }) {
   const classes = ["rider-icon"];
   if (rider.online === false) classes.push("is-offline");
   if (alert) classes.push("has-alert");
   if (selected) classes.push("is-selected");
+  const reason = deviceReason(rider);
+  if (reason) classes.push("is-dark");
   return L.divIcon({
     className: classes.join(" "),
-    html: `<span class="rider-pulse"></span><span class="rider-dot">骑</span><span class="rider-name-tag">${escapeHtml(rider.name)}</span>`,
+    html: `<span class="rider-pulse"></span><span class="rider-dot">骑</span><span class="rider-name-tag">${escapeHtml(rider.name)}${reason ? ` · ${escapeHtml(reason)}` : ""}</span>`,
     iconSize: [36, 36],
     iconAnchor: [18, 18],
     popupAnchor: [0, -16],
@@ -181,7 +188,7 @@ class OpsMap {
     if (!entry) return;
     const alert = this.riderHasAlert(id);
     const selected = this.selected === id;
-    const key = `${entry.data.name}|${entry.data.online}|${alert}|${selected}`;
+    const key = `${entry.data.name}|${entry.data.online}|${alert}|${selected}|${deviceReason(entry.data)}`;
     if (key === entry.iconKey) return;
     entry.iconKey = key;
     entry.marker.marker.setIcon(riderIcon(entry.data, { alert, selected }));
@@ -306,7 +313,12 @@ class OpsMap {
       if (entry) {
         const delivering = orders.filter((order) => order.status === 3).length;
         entry.marker.marker
-          .bindPopup(`<strong>${escapeHtml(entry.data.name)}</strong><br>配送中 ${delivering} 单 · ${formatTime(entry.data.recorded_at, { seconds: true })} 定位`)
+          .bindPopup(
+            `<strong>${escapeHtml(entry.data.name)}</strong><br>配送中 ${delivering} 单 · ${formatTime(entry.data.recorded_at, { seconds: true })} 定位` +
+              (deviceReason(entry.data)
+                ? `<br><span class="device-reason">设备：${escapeHtml(deviceReason(entry.data))}（${formatTime(entry.data.device.reported_at, { seconds: true })} 上报）</span>`
+                : ""),
+          )
           .openPopup();
       }
     } catch (error) {
@@ -383,6 +395,13 @@ function main() {
       if (!entry) return null;
       const latLng = entry.marker.marker.getLatLng();
       return [latLng.lat, latLng.lng];
+    },
+    riderDeviceReason(id) {
+      const entry = ops.riders.get(String(id));
+      return entry ? deviceReason(entry.data) : null;
+    },
+    selectRider(id) {
+      return ops.selectRider(String(id));
     },
     alertCount() {
       return ops.alerts.size;

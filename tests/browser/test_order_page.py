@@ -229,7 +229,8 @@ def test_order_page_treats_a_silent_socket_as_dead_and_reconnects(daphne_server,
 
             server.on_message(to_page)
 
-    page.route_web_socket(re.compile(r".*/ws/.*"), route)
+    # The order socket only: the header's notification socket is not what this test is about.
+    page.route_web_socket(re.compile(r".*/ws/orders/.*"), route)
     log_in(watch, daphne_server.url, "alice", next_path=f"/orders/{order.id}/")
     page.wait_for_function("window.orderLive && window.orderLive.mode === 'live'", timeout=WAIT_MS)
     rider_app("rita").report(*NEAR_WAREHOUSE)  # swallowed by the half-open socket

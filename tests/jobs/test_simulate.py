@@ -105,3 +105,37 @@ def test_forced_incidents_are_long_enough_to_raise_their_alerts():
     # Simulated seconds / speed = wall-clock seconds the server sees.
     assert (offline[-1] - offline[0]) / 5 >= 180
     assert plan.arrive_s / 5 >= 300  # the stall (300 s of wall clock) is inside the ride
+
+
+def test_the_simulator_leaves_rider1_to_a_visitor_when_told_to_start_at_rider2(daphne_server):
+    call_command("seed_demo", "--riders", "2", "--customers", "1", stdout=StringIO())
+    visitors = order_for(
+        User.objects.get(username="customer1"),
+        status="delivering",
+        rider=User.objects.get(username="rider1"),
+        operator=User.objects.get(username="warehouse1"),
+    )
+    out = StringIO()
+
+    call_command(
+        "simulate",
+        "--riders=1",
+        "--first-rider=2",
+        "--customers=1",
+        "--orders=1",
+        "--speed=300",
+        "--seed=3",
+        "--stall-chance=0",
+        "--detour-chance=0",
+        "--offline-chance=0",
+        f"--base-url={daphne_server.url}",
+        "--wait=10",
+        stdout=out,
+    )
+
+    assert "done: 1 orders" in out.getvalue()
+    simulated = Order.objects.exclude(pk=visitors.pk).get()
+    assert (simulated.status, simulated.rider.username) == (OrderStatus.COMPLETED, "rider2")
+    # The visitor's order and rider1 are untouched: still delivering, no simulated points.
+    assert Order.objects.get(pk=visitors.pk).status == OrderStatus.DELIVERING
+    assert TrackingEvent.objects.filter(order=visitors, kind="location").count() == 0

@@ -11,6 +11,7 @@ from orders import selectors as order_selectors
 from tracking import selectors
 from tracking.api import serializers as tracking_io
 from tracking.services import location_points_ingest
+from xiaoxiang import metrics
 from xiaoxiang.api import JsonApiView, LenientJSONParser, error_responses
 from xiaoxiang.roles import ROLE_RIDER
 
@@ -59,9 +60,11 @@ class RiderLocationsApi(JsonApiView):
         ],
         responses={200: tracking_io.IngestResultSerializer, **error_responses(400, 401, 403, 429)},
     )
+    @metrics.INGEST_REQUEST_SECONDS.time()
     def post(self, request: Request) -> Response:
         points, rejected = tracking_io.location_batch_parse(request.data)
         result = location_points_ingest(rider_user=request.user, points=points)
+        metrics.ingest_counted(result, rejected=len(rejected))
         rejected = sorted(rejected + result.rejected, key=lambda entry: entry["index"])
         # Already the documented shape (IngestResultSerializer): building that
         # serializer per request (it deep-copies its fields) cost more than the insert.

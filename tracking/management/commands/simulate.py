@@ -99,6 +99,7 @@ class Simulation:
         base_url: str,
         riders: int,
         customers: int,
+        first_rider: int = 1,
         orders: int,
         speed: float,
         password: str,
@@ -115,7 +116,9 @@ class Simulation:
         self._log_lock = threading.Lock()
         self.warehouse_api = Api(self.base_url, "warehouse1", password)
         self.customer_apis = [Api(self.base_url, f"customer{n}", password) for n in range(1, customers + 1)]
-        self.rider_apis = {f"rider{n}": Api(self.base_url, f"rider{n}", password) for n in range(1, riders + 1)}
+        self.rider_apis = {
+            f"rider{n}": Api(self.base_url, f"rider{n}", password) for n in range(first_rider, first_rider + riders)
+        }
         self.rider_positions: dict[str, tuple[float, float] | None] = dict.fromkeys(self.rider_apis)
         self.warehouse_position = (float(DEMO_WAREHOUSE["lat"]), float(DEMO_WAREHOUSE["lon"]))
         self.free_riders: Queue[str] = Queue()
@@ -160,10 +163,14 @@ class Simulation:
 
     def _finish_leftovers(self) -> None:
         """Orders a stopped simulation left on the road are handed over first, as a rider back at work would."""
-        for name, api in self.rider_apis.items():
-            for order in _results(api.call("GET", "/api/rider/orders/")):
-                api.call("POST", f"/api/rider/orders/{order['id']}/delivered/")
-                self.log(f"{name} handed over order {order['id'][:8]} left from an earlier run")
+        for name in self.rider_apis:
+            self._hand_over_all(name, "left from an earlier run")
+
+    def _hand_over_all(self, name: str, why: str) -> None:
+        api = self.rider_apis[name]
+        for order in _results(api.call("GET", "/api/rider/orders/")):
+            api.call("POST", f"/api/rider/orders/{order['id']}/delivered/")
+            self.log(f"{name} handed over order {order['id'][:8]} {why}")
 
     def _order_safely(self, number: int, rider: str) -> None:
         try:
@@ -223,6 +230,8 @@ class Simulation:
         self._ride(rider, [(p.at_s, p.lat, p.lon, p.offline) for p in plan.points], end_s=plan.deliver_s)
         rider_api.call("POST", f"/api/rider/orders/{order_id}/delivered/")
         self.log(f"order #{number} {order_id[:8]} delivered by {rider}")
+        # A visitor on /warehouse/ may have given this rider an order too: it rode along, it is handed over.
+        self._hand_over_all(rider, "dispatched to it from the warehouse page")
         # Back to the warehouse for the next order, on the map but not on any order.
         back = street_path(destination, warehouse, rng)
         street_speed = street_speed_mps(dt.datetime.now().hour)
@@ -303,6 +312,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--riders", type=int, default=3, help="riders rider1..N (from seed_demo)")
         parser.add_argument("--customers", type=int, default=3, help="customers customer1..N (from seed_demo)")
+        parser.add_argument(
+            "--first-rider",
+            type=int,
+            default=1,
+            help="simulate riders from riderK on (make run uses 2: rider1 is left to a visitor on /rider/)",
+        )
         parser.add_argument("--orders", type=int, default=0, help="orders to deliver; 0 keeps going")
         parser.add_argument("--speed", type=float, default=1.0, help="time compression: 10 = ten times faster")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
@@ -330,8 +345,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        if options["speed"] <= 0 or options["riders"] < 1 or options["customers"] < 1 or options["orders"] < 0:
-            raise CommandError("--speed must be positive, --riders and --customers at least 1, --orders not negative")
+        if (
+            options["speed"] <= 0
+            or min(options["riders"], options["customers"], options["first_rider"]) < 1
+            or options["orders"] < 0
+        ):
+            raise CommandError(
+                "--speed must be positive, --riders, --customers and --first-rider at least 1, --orders not negative"
+            )
         if options["history"] is not None:
             self._history(options["history"], speed=options["speed"])
             return
@@ -341,6 +362,7 @@ class Command(BaseCommand):
             base_url=options["base_url"],
             riders=options["riders"],
             customers=options["customers"],
+            first_rider=options["first_rider"],
             orders=options["orders"],
             speed=options["speed"],
             password=options["password"],
