@@ -29,7 +29,7 @@ from tracking.snapshot import (
 )
 from tracking.wire import event_payload, rider_payload
 from xiaoxiang import metrics
-from xiaoxiang.caching import shared_cache
+from xiaoxiang.cache import shared_cache
 from xiaoxiang.push import group_send, group_send_many
 
 logger = logging.getLogger(__name__)

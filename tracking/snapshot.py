@@ -14,7 +14,7 @@ from tracking.models import Alert, EventKind
 from tracking.role_views import VIEWS, order_for_role, view_role
 from tracking.selectors import order_rider_position, order_timeline
 from tracking.wire import alert_payload, iso
-from xiaoxiang.caching import shared_cache
+from xiaoxiang.cache import shared_cache
 
 # Snapshot fields fixed when the order is created: never part of `changes`.
 STATIC_FIELDS = frozenset({"id", "items", "total_amount", "create_time", "warehouse", "delivery"})

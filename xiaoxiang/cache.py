@@ -1,4 +1,4 @@
-"""Django's Redis cache with one Redis client per connection pool.
+"""The cache: Django's Redis cache with one Redis client per connection pool, and one cache object per process.
 
 Django's RedisCacheClient builds a new `redis.Redis` for every cache call;
 its constructor fills a case-insensitive table of ~200 response callbacks,
@@ -7,8 +7,10 @@ seven cache calls per request). A client is thread-safe (it takes a
 connection from its pool per command), so one per pool is enough.
 """
 
+import threading
 from typing import Any
 
+from django.core.cache import BaseCache, caches
 from django.core.cache.backends import redis as django_redis
 
 
@@ -29,3 +31,18 @@ class RedisCache(django_redis.RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = RedisCacheClient
+
+
+# django.core.cache.cache is local to each async context, so in a daphne
+# process every socket would get its own cache object and open its own Redis
+# connection pool. Code that also runs in consumers uses one per process.
+_shared: BaseCache | None = None
+_lock = threading.Lock()
+
+
+def shared_cache() -> BaseCache:
+    global _shared
+    with _lock:
+        if _shared is None:
+            _shared = caches.create_connection("default")
+        return _shared

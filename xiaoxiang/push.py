@@ -25,7 +25,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
 
 from xiaoxiang import metrics
-from xiaoxiang.caching import shared_cache
+from xiaoxiang.cache import shared_cache
 
 logger = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
 from xiaoxiang import metrics
+from xiaoxiang.auth import RoleJWTAuthentication
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ CLOSE_TOO_MANY = 4429
 def _user_from_token(token: str) -> tuple[AbstractBaseUser, float]:
     """The active user a valid, unexpired, unrevoked access token names, and its expiry (epoch seconds)."""
     validated = AccessToken(token)
-    user = JWTAuthentication().get_user(validated)
+    user = RoleJWTAuthentication().get_user(validated)  # the user and their role group in one query
     return user, float(validated["exp"])
 
 

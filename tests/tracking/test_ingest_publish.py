@@ -18,7 +18,7 @@ from tracking.role_views import VIEWS, order_for_role, view_role
 from tracking.services import LocationPoint, location_points_ingest
 from tracking.snapshot import changes_by_view, order_snapshot_build, snapshot_cache_key, snapshot_changes
 from tracking.wire import event_payload
-from xiaoxiang.caching import shared_cache
+from xiaoxiang.cache import shared_cache
 from xiaoxiang.push import group_send_many
 
 pytestmark = pytest.mark.django_db
