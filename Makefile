@@ -52,8 +52,8 @@ format: $(VENV)/.installed ## Apply ruff fixes and formatting
 test: lint ## Lint, then run the whole pytest suite
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed ## Run the benchmarks (needs PostgreSQL and Redis: DATABASE_URL, REDIS_URL)
-	@for script in bench/ingest.py bench/fanout.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+bench: $(VENV)/.installed ## Run the benchmarks on the Procfile topology (needs PostgreSQL and Redis: DATABASE_URL, REDIS_URL)
+	@for script in bench/ingest.py bench/fanout.py bench/watchers.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 bench-data: $(VENV)/.installed ## Tracking data at 20 million rows, plain vs partitioned (PostgreSQL with pg_partman; ~15 min, ~12 GB)
 	$(PY) bench/tracking_data.py

@@ -1,8 +1,14 @@
-"""Fan-out benchmark: riders POST GPS points, N WebSocket subscribers on one Daphne receive them.
+"""Fan-out benchmark: riders POST GPS points, N WebSocket watchers on one Daphne receive them.
 
-Prints p50/p99 latency from the rider's POST to the frame arriving, and the
-frames per second delivered at saturation, beside two floors measured in the
-same run on the same machine:
+Runs against the production topology started as `make run` starts it
+(deploy/Procfile: nginx in front of gunicorn and Daphne; POSTs go to
+gunicorn, sockets to Daphne, both through nginx). Staff watchers are spread
+over one delivering order per rider. Prints, for a paced phase (each rider
+one point per `--interval` seconds) and a saturated one (back to back): the
+latency from the rider's POST to the frame arriving, the share of frames
+delivered live, Daphne CPU per delivered frame (from /proc), whether every
+watcher ended on the REST version within 5 s of the last POST, and frames
+per second, beside two floors measured in the same run on the same machine:
 
 - Redis PUBLISH round trip (publisher to a subscribed client), the transport
   the channel layer itself rides on;
@@ -10,9 +16,9 @@ same run on the same machine:
   of clients (no Django, no database, no channel layer).
 
 Needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL). It creates and drops
-its own database (<name>_bench) and stops by itself in about a minute.
+its own database (<name>_bench) and stops by itself in a few minutes.
 
-    python bench/fanout.py [--subscribers 1000] [--riders 10] [--seconds 10]
+    python bench/fanout.py [--subscribers 2000] [--riders 40] [--seconds 20] [--interval 1]
 """
 
 import argparse
@@ -24,9 +30,7 @@ import json
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,33 +39,28 @@ sys.path.insert(0, str(ROOT))
 
 from support import (  # noqa: E402  (bench/ is on sys.path when run as a script)
     PASSWORD,
+    Topology,
     bench_database,
     free_port,
     percentile,
+    process_table,
     recreate_database,
     require_services,
     server_env,
-    wait_for_port,
 )
 
 POST_SECONDS: list[float] = []  # each rider POST's round trip, for the report
 
 
-# --- helpers ----------------------------------------------------------------------------
-
-
-# --- subscribers (separate processes, so the clients do not share Daphne's core) --------
-
-
 def subscriber_process(targets: list[tuple[str, str, int]], ready, stop, results) -> None:
-    """Open every target socket, authenticate, then record (order index, version, arrival) until `stop`."""
+    """Open every target socket, authenticate, then record (order index, version, arrival, socket) until `stop`."""
     import websockets
 
     failures: list[str] = []
     # A ramp, not a storm: a connection storm is not what this measures.
     connecting = asyncio.Semaphore(25)
 
-    async def one(url: str, token: str, order_index: int, records: list, opened: asyncio.Queue) -> None:
+    async def one(url: str, token: str, order_index: int, records: list, opened: asyncio.Queue, socket: int) -> None:
         for attempt in range(5):
             try:
                 async with connecting:
@@ -81,14 +80,14 @@ def subscriber_process(targets: list[tuple[str, str, int]], ready, stop, results
                 arrived = time.time()
                 frame = json.loads(text)
                 if frame["type"] == "event":
-                    records.append((order_index, frame["version"], arrived))
+                    records.append((order_index, frame["version"], arrived, socket))
 
     async def main() -> None:
         records: list = []
         opened: asyncio.Queue = asyncio.Queue()
         tasks = []
-        for url, token, order_index in targets:
-            tasks.append(asyncio.create_task(one(url, token, order_index, records, opened)))
+        for socket, (url, token, order_index) in enumerate(targets):
+            tasks.append(asyncio.create_task(one(url, token, order_index, records, opened, socket)))
         for _ in targets:
             await asyncio.wait_for(opened.get(), 90)
         if failures:
@@ -134,19 +133,20 @@ class Subscribers:
             if worker.is_alive():
                 worker.terminate()
 
-    def collect(self) -> list[tuple[int, int, float]]:
+    def collect(self) -> list[tuple[int, int, float, tuple[int, int]]]:
+        """Every frame seen: (order index, version, arrival, (process, socket))."""
         self.stop.set()
         records: list = []
-        for _ in self.workers:
-            records.extend(self.results.get(timeout=30))
+        for process in range(len(self.workers)):
+            records.extend((o, v, at, (process, socket)) for o, v, at, socket in self.results.get(timeout=60))
         for worker in self.workers:
             worker.join(10)
         return records
 
 
 def summarize(records, sent: dict[tuple[int, int], float], versions: set[int]) -> dict[str, float]:
-    latencies = [arrived - sent[(o, v)] for o, v, arrived in records if v in versions and (o, v) in sent]
-    arrivals = [arrived for o, v, arrived in records if v in versions]
+    latencies = [arrived - sent[(o, v)] for o, v, arrived, *_ in records if v in versions and (o, v) in sent]
+    arrivals = [arrived for o, v, arrived, *_ in records if v in versions]
     first_sent = min(t for (o, v), t in sent.items() if v in versions)
     elapsed = max(arrivals) - first_sent if arrivals else float("inf")
     return {
@@ -160,8 +160,9 @@ def summarize(records, sent: dict[tuple[int, int], float], versions: set[int]) -
 # --- Daphne + Redis layer -----------------------------------------------------------------
 
 
-def setup_data(riders: int, customers: int) -> tuple[list[str], dict[str, int], list[str], list[str]]:
-    """Demo accounts and one delivering order per rider: (order ids, their versions, rider and customer tokens)."""
+def setup_data(riders: int, watchers: int) -> tuple[list[str], dict[str, int], list[str], list[str]]:
+    """Demo accounts and one delivering order per rider: (order ids, their versions, rider and staff tokens)."""
+    customers = min(riders, 10)
     from django.core.management import call_command
     from rest_framework_simplejwt.tokens import AccessToken
 
@@ -175,7 +176,7 @@ def setup_data(riders: int, customers: int) -> tuple[list[str], dict[str, int], 
     users = get_user_model().objects
     operator = users.get(username="warehouse1")
     sku = Product.objects.order_by("sku").first().sku
-    order_ids, rider_tokens, customer_tokens = [], [], []
+    order_ids, rider_tokens = [], []
     for number in range(1, riders + 1):
         customer = users.get(username=f"customer{(number - 1) % customers + 1}")
         order = services.order_create(
@@ -191,12 +192,24 @@ def setup_data(riders: int, customers: int) -> tuple[list[str], dict[str, int], 
         services.order_dispatch(order_id=order.id, operator=operator, rider_username=f"rider{number}")
         order_ids.append(order.id)
         rider_tokens.append(str(AccessToken.for_user(users.get(username=f"rider{number}"))))
-        customer_tokens.append(str(AccessToken.for_user(customer)))
+    staff_tokens = []
+    for number in range(max(1, watchers // 50)):
+        user, _ = users.get_or_create(username=f"bench-staff-{number}", defaults={"is_staff": True})
+        staff_tokens.append(str(AccessToken.for_user(user)))
     versions = dict(Order.objects.filter(pk__in=order_ids).values_list("id", "version"))
-    return order_ids, versions, rider_tokens, customer_tokens
+    return order_ids, versions, rider_tokens, staff_tokens
 
 
-async def post_points(base_url: str, tokens: list[str], versions: list[int], *, seconds: float, interval: float, sent):
+async def post_points(
+    base_url: str,
+    tokens: list[str],
+    versions: list[int],
+    *,
+    seconds: float,
+    interval: float,
+    sent,
+    label: str = "bench",
+):
     """One task per rider: POST a point, wait for the answer, then (paced) sleep; versions follow the posts."""
     import httpx
 
@@ -209,7 +222,7 @@ async def post_points(base_url: str, tokens: list[str], versions: list[int], *, 
         while time.monotonic() < deadline:
             sequence += 1
             point = {
-                "client_id": f"bench-{index}-{versions[index]}-{sequence}",
+                "client_id": f"{label}-{index}-{versions[index]}-{sequence}",
                 "lat": 31.19 + sequence * 1e-5,
                 "lon": 121.44,
                 "recorded_at": datetime.datetime.now(datetime.UTC).isoformat(),
@@ -219,7 +232,8 @@ async def post_points(base_url: str, tokens: list[str], versions: list[int], *, 
             response = await client.post(
                 "/api/rider/locations/", json={"points": [point]}, headers={"Authorization": f"Bearer {tokens[index]}"}
             )
-            POST_SECONDS.append(time.time() - sent[(index, versions[index])])
+            if label == "bench":
+                POST_SECONDS.append(time.time() - sent[(index, versions[index])])
             if response.status_code != 200 or response.json()["accepted"] != 1:
                 raise SystemExit(f"rider POST failed: {response.status_code} {response.text[:200]}")
             if interval:
@@ -229,38 +243,37 @@ async def post_points(base_url: str, tokens: list[str], versions: list[int], *, 
         await asyncio.gather(*(rider(index, client) for index in range(len(tokens))))
 
 
-def _stop_process(process: subprocess.Popen, log) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
-
-
-def bench_daphne(args, env: dict[str, str]) -> dict[str, dict[str, float]]:
+def bench_topology(args, env: dict[str, str]) -> dict[str, dict[str, float]]:
     with contextlib.redirect_stdout(io.StringIO()):  # seed_demo prints its accounts
-        order_ids, versions_by_id, rider_tokens, customer_tokens = setup_data(args.riders, min(args.riders, 10))
-    port = free_port()
-    log = tempfile.NamedTemporaryFile("w", prefix="fanout-daphne-", suffix=".log", delete=False)  # noqa: SIM115
-    daphne = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "xiaoxiang.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    with contextlib.ExitStack() as stack:
-        stack.callback(_stop_process, daphne, log)
-        wait_for_port(port)
-        # Warm up: the first request imports the URLconf and every API module.
-        import httpx
+        order_ids, versions_by_id, rider_tokens, staff_tokens = setup_data(args.riders, args.subscribers)
+    from django.db import connections
 
-        httpx.get(f"http://127.0.0.1:{port}/api/products/", timeout=30)
+    connections.close_all()
+    topology = Topology(ROOT, env, skip=("worker", "beat"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(topology.close)
+        topology.wait_ready()
+        base_url = f"http://127.0.0.1:{topology.port}"
+        # Warm up: every gunicorn worker imports the app on its first request.
+        asyncio.run(
+            post_points(
+                base_url,
+                rider_tokens,
+                [versions_by_id[o] for o in order_ids],
+                seconds=2,
+                interval=0,
+                sent={},
+                label="warm",
+            )
+        )
+        from orders.models import Order
+
+        versions_by_id = dict(Order.objects.filter(pk__in=order_ids).values_list("id", "version"))
+        connections.close_all()
         targets = [
             (
-                f"ws://127.0.0.1:{port}/ws/orders/{order_ids[i % args.riders]}/",
-                customer_tokens[i % args.riders],
+                f"ws://127.0.0.1:{topology.port}/ws/orders/{order_ids[i % args.riders]}/",
+                staff_tokens[i % len(staff_tokens)],
                 i % args.riders,
             )
             for i in range(args.subscribers)
@@ -269,38 +282,47 @@ def bench_daphne(args, env: dict[str, str]) -> dict[str, dict[str, float]]:
         subscribers = Subscribers(targets, args.processes)
         stack.callback(subscribers.terminate)
         subscribers.wait_ready()
-        print(f"  {args.subscribers} subscribers authenticated on one Daphne in {time.monotonic() - started:.1f}s")
+        print(f"  {args.subscribers} watchers authenticated on one Daphne in {time.monotonic() - started:.1f}s")
         versions = [versions_by_id[order_id] for order_id in order_ids]
         sent: dict[tuple[int, int], float] = {}
         base = list(versions)
+        cpu_before = topology.usage()["ws"]["cpu"]
         asyncio.run(
-            post_points(
-                f"http://127.0.0.1:{port}",
-                rider_tokens,
-                versions,
-                seconds=args.seconds,
-                interval=args.interval,
-                sent=sent,
-            )
+            post_points(base_url, rider_tokens, versions, seconds=args.seconds, interval=args.interval, sent=sent)
         )
+        last_paced_post = max(sent.values())
+        time.sleep(5)  # every watcher should be on the REST version by now
+        paced_cpu = topology.usage()["ws"]["cpu"] - cpu_before
         paced = {v for index in range(args.riders) for v in range(base[index] + 1, versions[index] + 1)}
+        paced_final = list(versions)
         paced_posts = list(POST_SECONDS)
         middle = list(versions)
-        asyncio.run(
-            post_points(f"http://127.0.0.1:{port}", rider_tokens, versions, seconds=args.seconds, interval=0, sent=sent)
-        )
+        cpu_before = topology.usage()["ws"]["cpu"]
+        asyncio.run(post_points(base_url, rider_tokens, versions, seconds=args.seconds, interval=0, sent=sent))
+        time.sleep(3)  # let the last frames land
+        saturated_cpu = topology.usage()["ws"]["cpu"] - cpu_before
         saturated = {v for index in range(args.riders) for v in range(middle[index] + 1, versions[index] + 1)}
-        time.sleep(2)  # let the last frames land
         records = subscribers.collect()
     paced_sent = {key: value for key, value in sent.items() if key[1] in paced}
     saturated_sent = {key: value for key, value in sent.items() if key[1] in saturated}
-    expected = sum(versions[i] - middle[i] for i in range(args.riders)) * (args.subscribers // args.riders)
+    per_order = args.subscribers // args.riders
     result = {
         "paced": summarize([r for r in records if (r[0], r[1]) in paced_sent], paced_sent, paced),
         "saturated": summarize([r for r in records if (r[0], r[1]) in saturated_sent], saturated_sent, saturated),
     }
-    result["saturated"]["expected"] = expected
+    paced_expected = sum(paced_final[i] - base[i] for i in range(args.riders)) * per_order
+    saturated_expected = sum(versions[i] - middle[i] for i in range(args.riders)) * per_order
+    result["paced"]["expected"], result["saturated"]["expected"] = paced_expected, saturated_expected
+    result["paced"]["cpu_ms_per_frame"] = 1000 * paced_cpu / max(result["paced"]["frames"], 1)
+    result["saturated"]["cpu_ms_per_frame"] = 1000 * saturated_cpu / max(result["saturated"]["frames"], 1)
+    # Converged: the watcher saw its order's last paced version within 5 s of the last paced POST.
+    reached: dict[tuple[int, int], float] = {}
+    for order_index, version, arrived, socket in records:
+        if version == paced_final[order_index]:
+            reached[socket] = arrived
+    result["paced"]["converged"] = sum(1 for at in reached.values() if at <= last_paced_post + 5)
     result["paced"]["post_p50_ms"] = 1000 * percentile(paced_posts, 0.5)
+    result["paced"]["post_p99_ms"] = 1000 * percentile(paced_posts, 0.99)
     result["saturated"]["post_p50_ms"] = 1000 * percentile(POST_SECONDS[len(paced_posts) :], 0.5)
     result["saturated"]["posts"] = sum(versions[i] - middle[i] for i in range(args.riders))
     return result
@@ -420,8 +442,10 @@ def floor_bare_websockets(args) -> dict[str, dict[str, float]]:
         except BaseException:
             subscribers.terminate()
             raise
+        cpu_before = process_table()[server.pid][1]
         go.set()
         sent, middle = sent_queue.get(timeout=args.seconds * 3 + 60)
+        cpu = process_table()[server.pid][1] - cpu_before
         time.sleep(1)
         records = subscribers.collect()
     finally:
@@ -430,10 +454,13 @@ def floor_bare_websockets(args) -> dict[str, dict[str, float]]:
             server.terminate()
     paced = {key: t for key, t in sent.items() if key[1] <= middle[key[0]]}
     saturated = {key: t for key, t in sent.items() if key[1] > middle[key[0]]}
-    return {
+    result = {
         "paced": summarize([r for r in records if (r[0], r[1]) in paced], paced, {v for _, v in paced}),
         "saturated": summarize([r for r in records if (r[0], r[1]) in saturated], saturated, {v for _, v in saturated}),
     }
+    frames = result["paced"]["frames"] + result["saturated"]["frames"]
+    result["cpu_ms_per_frame"] = 1000 * cpu / max(frames, 1)
+    return result
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -445,12 +472,12 @@ def _out_of_time(signum, frame) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subscribers", type=int, default=1000)
-    parser.add_argument("--riders", type=int, default=10)
-    parser.add_argument("--seconds", type=float, default=10, help="length of each phase (paced, saturated)")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between a rider's points when paced")
+    parser.add_argument("--subscribers", type=int, default=2000)
+    parser.add_argument("--riders", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=20, help="length of each phase (paced, saturated)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between a rider's points when paced")
     parser.add_argument("--processes", type=int, default=2, help="subscriber client processes")
-    parser.add_argument("--deadline", type=int, default=170, help="hard stop, seconds")
+    parser.add_argument("--deadline", type=int, default=420, help="hard stop, seconds")
     args = parser.parse_args()
 
     database_url, redis_url = require_services()
@@ -468,7 +495,7 @@ def main() -> None:
 
         django.setup()
         print(f"fanout: {args.subscribers} subscribers, {args.riders} riders, phases of {args.seconds:g}s")
-        daphne = bench_daphne(args, env)
+        daphne = bench_topology(args, env)
         from django.db import connections
 
         connections.close_all()
@@ -491,10 +518,17 @@ def main() -> None:
         print(f"{label:34}{saturated[key]:14.1f}{'':15}{bare['saturated'][key]:17.2f}{'':9}{ratio:8.1f}")
     rate, bare_rate = saturated["frames_per_s"], bare["saturated"]["frames_per_s"]
     print(f"{'frames/s delivered (saturated)':34}{rate:14.0f}{'':15}{bare_rate:17.0f}{'':9}{rate / bare_rate:8.2f}")
+    floor_cpu = bare["cpu_ms_per_frame"]
+    for phase, label in ((paced, "CPU per frame (ms, paced)"), (saturated, "CPU per frame (ms, saturated)")):
+        cost = phase["cpu_ms_per_frame"]
+        print(f"{label:34}{cost:14.3f}{'':15}{floor_cpu:17.3f}{'':9}{cost / floor_cpu:8.1f}")
     print(
-        f"\n  Daphne: {saturated['posts']} POSTs at saturation, {saturated['frames']}/{saturated['expected']} frames "
-        f"delivered; paced: {paced['frames']} frames. POST round trip p50: {paced['post_p50_ms']:.0f} ms paced, "
-        f"{saturated['post_p50_ms']:.0f} ms saturated. Total {time.monotonic() - started:.0f}s."
+        f"\n  paced: {paced['frames']}/{paced['expected']} frames delivered live "
+        f"({100 * paced['frames'] / max(paced['expected'], 1):.1f} %); {paced['converged']}/{args.subscribers} "
+        f"watchers on the REST version within 5 s of the last POST; POST p50/p99 {paced['post_p50_ms']:.0f}/"
+        f"{paced['post_p99_ms']:.0f} ms.\n  saturated: {saturated['posts']} POSTs, {saturated['frames']}/"
+        f"{saturated['expected']} frames ({100 * saturated['frames'] / max(saturated['expected'], 1):.1f} %); "
+        f"POST p50 {saturated['post_p50_ms']:.0f} ms. Total {time.monotonic() - started:.0f}s."
     )
 
 

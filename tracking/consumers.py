@@ -9,7 +9,6 @@ import asyncio
 import logging
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
@@ -28,11 +27,6 @@ from xiaoxiang.ids import order_id_valid
 from xiaoxiang.sockets import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, StreamConsumer, db_read
 
 logger = logging.getLogger(__name__)
-
-
-def _hints(method):
-    # Cache reads only (Redis): off the shared database thread.
-    return sync_to_async(method, thread_sensitive=False)
 
 
 def _order_open(user: AbstractBaseUser, order_id: str) -> tuple[str, dict[str, Any]]:
@@ -105,7 +99,8 @@ class OrderConsumer(StreamConsumer):
         # missed while the layer's subscriber reconnected is found here
         # within two ticks, instead of waiting for the heartbeat.
         order_ids = {socket.order_id for socket in sockets if getattr(socket, "version", None) is not None}
-        return await _hints(order_versions_hint)(order_ids=order_ids)
+        # A cache read; the database only for versions the cache lost.
+        return await db_read(order_versions_hint)(order_ids=order_ids)
 
     async def housekeeping(self, versions: dict[str, int], *, beat: bool) -> None:
         if beat:

@@ -19,6 +19,7 @@ from django.conf import settings
 
 from tracking.publish import OPS_GROUP
 from xiaoxiang import metrics
+from xiaoxiang.sockets import PerLoop
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +99,9 @@ class OpsFeed:
                 metrics.frame_written("ops", message)
 
 
-_feeds: dict[asyncio.AbstractEventLoop, OpsFeed] = {}
+_feeds = PerLoop(lambda loop: OpsFeed())
 
 
 def ops_feed() -> OpsFeed:
     """This event loop's (this process's) ops feed."""
-    loop = asyncio.get_running_loop()
-    if loop not in _feeds:
-        for stale in [other for other in _feeds if other.is_closed()]:
-            del _feeds[stale]
-        _feeds[loop] = OpsFeed()
-    return _feeds[loop]
+    return _feeds.get()

@@ -2,22 +2,23 @@
 
 import datetime as dt
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from orders.models import Order, OrderStatus
 from tracking.events import decimal6
-from tracking.jobs import order_jobs_after_commit
+from tracking.jobs import points_debounce_claims, points_jobs_enqueue
 from tracking.models import EventKind, OperatorType, Rider, TrackingEvent
-from tracking.publish import rider_position_publish
-from tracking.signals import tracking_events_bulk_created
+from tracking.publish import points_publish
+from tracking.wire import location_payload, rider_payload
 from xiaoxiang import metrics
 from xiaoxiang.geo import geohash_encode
+from xiaoxiang.ids import new_id
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,6 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
-    events: list[TrackingEvent] = field(default_factory=list)
 
 
 @transaction.atomic
@@ -52,8 +52,8 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
     """
     result = IngestResult()
     # Lock order: rider row, then their delivering orders by id. All ingest
-    # for one rider serialises here, so the duplicate check below cannot race
-    # with a concurrent retry of the same batch.
+    # for one rider serialises here, so the duplicate check of the insert
+    # cannot race with a concurrent retry of the same batch.
     rider, _ = Rider.objects.select_for_update().get_or_create(
         user=rider_user, defaults={"display_name": rider_user.get_username()}
     )
@@ -61,64 +61,40 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
         Order.objects.select_for_update()
         .filter(rider=rider_user, status=OrderStatus.DELIVERING)
         .order_by("id")
-        .only("id", "version", "status", "create_time", "dispatched_at")
+        .only("id", "version", "status", "create_time")
     )
-    existing: set[tuple[str, str]] = set()
-    if orders:
-        existing = set(
-            TrackingEvent.objects.filter(
-                order__in=orders, client_id__in={point.client_id for _, point in points}
-            ).values_list("order_id", "client_id")
-        )
 
     seen_client_ids: set[str] = set()
-    applicable: list[tuple[int, LocationPoint]] = []
+    applicable: list[LocationPoint] = []
     for index, point in points:
-        if point.client_id in seen_client_ids or any((order.id, point.client_id) in existing for order in orders):
+        if point.client_id in seen_client_ids:
             result.duplicates += 1
             continue
         seen_client_ids.add(point.client_id)
+        # Such a point was never stored on these orders, so it is no duplicate either.
         if orders and all(point.recorded_at < order.create_time for order in orders):
             result.rejected.append({"index": index, "errors": {"recorded_at": ["Point is older than the order."]}})
             continue
-        applicable.append((index, point))
-    result.accepted = len(applicable)
+        applicable.append(point)
+    applicable.sort(key=lambda point: point.recorded_at)
 
     now = timezone.now()
-    new_events: list[TrackingEvent] = []
-    for order in orders:
-        version = order.version
-        for _, point in sorted(applicable, key=lambda pair: pair[1].recorded_at):
-            if point.recorded_at < order.create_time:
-                continue
-            version += 1
-            new_events.append(
-                TrackingEvent(
-                    order=order,
-                    status=order.status,
-                    kind=EventKind.LOCATION,
-                    operator_id=str(rider_user.pk),
-                    operator_type=OperatorType.RIDER,
-                    latitude=decimal6(point.lat),
-                    longitude=decimal6(point.lon),
-                    geohash=geohash_encode(point.lat, point.lon),
-                    recorded_at=point.recorded_at,
-                    client_id=point.client_id,
-                    accuracy=point.accuracy,
-                    speed=point.speed,
-                    heading=point.heading,
-                    version=version,
-                    create_time=now,
-                )
-            )
-        if version != order.version:
-            Order.objects.filter(pk=order.pk).update(version=F("version") + (version - order.version), update_time=now)
-            order.version = version
-    if new_events:
-        TrackingEvent.objects.bulk_create(new_events)
-    result.events = new_events
+    rows = []
+    for point in applicable:
+        stored_at = (decimal6(point.lat), decimal6(point.lon), geohash_encode(point.lat, point.lon))
+        rows += [
+            _EventRow(new_id(), order, point, *stored_at) for order in orders if point.recorded_at >= order.create_time
+        ]
+    stored = _location_events_store(rows, orders=orders, operator_id=str(rider_user.pk), now=now) if rows else []
+    if orders:
+        stored_client_ids = {row.point.client_id for row, _ in stored}
+        accepted = [point for point in applicable if point.client_id in stored_client_ids]
+    else:
+        accepted = applicable  # tracked on the rider only
+    result.accepted = len(accepted)
+    result.duplicates += len(applicable) - len(accepted)
 
-    newest = max((point for _, point in applicable), key=lambda point: point.recorded_at, default=None)
+    newest = max(accepted, key=lambda point: point.recorded_at, default=None)
     fields = {"last_seen_at": now, "online": True}
     if newest is not None and (rider.last_recorded_at is None or newest.recorded_at > rider.last_recorded_at):
         fields.update(
@@ -128,16 +104,165 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
             geohash=geohash_encode(newest.lat, newest.lon),
         )
     Rider.objects.filter(pk=rider.pk).update(**fields)
+
+    order_points: dict[str, list[dict]] = {}
+    for row, version in sorted(stored, key=lambda pair: (pair[0].order.pk, pair[1])):
+        order_points.setdefault(row.order.pk, []).append(
+            location_payload(
+                event_id=row.id,
+                status=row.order.status,
+                lat=float(row.latitude),
+                lon=float(row.longitude),
+                recorded_at=row.point.recorded_at,
+                version=version,
+            )
+        )
+    rider_message = None
     if "last_lat" in fields:
         for name, value in fields.items():
             setattr(rider, name, value)
-        username, delivering = rider_user.get_username(), len(orders)
-        transaction.on_commit(lambda: rider_position_publish(rider, username=username, delivering=delivering))
-    if new_events:
-        tracking_events_bulk_created.send(sender=TrackingEvent, events=new_events)
-        order_jobs_after_commit({event.order_id for event in new_events}, debounced=True)
-    metrics.ingest_lag_after_commit(point.recorded_at for _, point in applicable)
+        rider_message = rider_payload(rider, username=rider_user.get_username(), delivering=len(orders))
+    if order_points or rider_message is not None:
+        claims = points_debounce_claims(order_points)
+
+        def after_commit() -> None:
+            # One send for the orders' events, the ops map and the ETA debounce (tracking.publish.points_publish).
+            points_jobs_enqueue(points_publish(order_points, update_time=now, rider=rider_message, claims=claims))
+
+        # A rolled-back write never reaches a watcher: on_commit drops the callback.
+        transaction.on_commit(after_commit)
+    metrics.ingest_lag_after_commit(point.recorded_at for point in accepted)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class _EventRow:
+    """A location event to store: one point on one order, with its id and stored coordinates."""
+
+    id: str
+    order: Order
+    point: LocationPoint
+    latitude: Decimal
+    longitude: Decimal
+    geohash: str
+
+
+def _location_events_store(
+    rows: list[_EventRow], *, orders: list[Order], operator_id: str, now: dt.datetime
+) -> list[tuple[_EventRow, int]]:
+    """Insert the rows that are not stored yet, versioned per order in the given order; bump the orders' versions.
+
+    Returns the stored rows with their versions. The orders are locked by the
+    caller. A point stored on any of the orders is a duplicate on all of them.
+    """
+    if connection.vendor == "postgresql":
+        return _location_events_store_postgresql(rows, orders=orders, operator_id=operator_id, now=now)
+    existing = set(
+        TrackingEvent.objects.filter(order__in=orders, client_id__in={row.point.client_id for row in rows}).values_list(
+            "client_id", flat=True
+        )
+    )
+    stored: list[tuple[_EventRow, int]] = []
+    for order in orders:
+        version = order.version
+        for row in rows:
+            if row.order is order and row.point.client_id not in existing:
+                version += 1
+                stored.append((row, version))
+        if version != order.version:
+            Order.objects.filter(pk=order.pk).update(version=version, update_time=now)
+    TrackingEvent.objects.bulk_create(
+        [
+            TrackingEvent(
+                id=row.id,
+                order=row.order,
+                status=row.order.status,
+                kind=EventKind.LOCATION,
+                operator_id=operator_id,
+                operator_type=OperatorType.RIDER,
+                latitude=row.latitude,
+                longitude=row.longitude,
+                geohash=row.geohash,
+                recorded_at=row.point.recorded_at,
+                client_id=row.point.client_id,
+                accuracy=row.point.accuracy,
+                speed=row.point.speed,
+                heading=row.point.heading,
+                version=version,
+                create_time=now,
+            )
+            for row, version in stored
+        ]
+    )
+    return stored
+
+
+# One statement stores a whole batch: the rows travel as arrays; a point
+# already stored on one of the rider's orders is skipped (the rider lock makes
+# this check exact); the rest are numbered per order in the given order and
+# inserted; the unique (order, client_id, order_created_at) index stays the guarantee (ON
+# CONFLICT DO NOTHING); and each order's version moves to its newest event.
+_STORE_SQL = """
+WITH candidate AS (
+    SELECT point.*, row_number() OVER (PARTITION BY point.order_id ORDER BY point.position) AS step
+    FROM unnest(
+        %(ids)s::varchar[], %(order_ids)s::varchar[], %(client_ids)s::varchar[], %(latitudes)s::numeric[],
+        %(longitudes)s::numeric[], %(geohashes)s::varchar[], %(recorded_at)s::timestamptz[],
+        %(accuracies)s::float8[], %(speeds)s::float8[], %(headings)s::float8[]
+    ) WITH ORDINALITY
+        AS point(id, order_id, client_id, latitude, longitude, geohash, recorded_at, accuracy, speed, heading, position)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM order_tracking stored
+        WHERE stored.order_id = ANY(%(orders)s::varchar[]) AND stored.client_id = point.client_id
+            -- The partition key of these orders: PostgreSQL reads only their partitions (docs/data.md).
+            AND stored.order_created_at = ANY(%(orders_created_at)s::timestamptz[])
+    )
+), inserted AS (
+    INSERT INTO order_tracking (
+        id, order_id, status, kind, stage, address, operator_id, operator_type, latitude, longitude, geohash,
+        recorded_at, client_id, accuracy, speed, heading, data, version, create_time, order_created_at
+    )
+    SELECT candidate.id, candidate.order_id, orders.status, %(kind)s, '', '', %(operator_id)s, %(operator_type)s,
+        candidate.latitude, candidate.longitude, candidate.geohash, candidate.recorded_at, candidate.client_id,
+        candidate.accuracy, candidate.speed, candidate.heading, '{}', orders.version + candidate.step, %(now)s,
+        orders.create_time
+    FROM candidate JOIN orders ON orders.id = candidate.order_id
+    ON CONFLICT (order_id, client_id, order_created_at) WHERE client_id IS NOT NULL DO NOTHING
+    RETURNING id, order_id, version
+), bumped AS (
+    UPDATE orders SET version = newest.version, update_time = %(now)s
+    FROM (SELECT order_id, max(version) AS version FROM inserted GROUP BY order_id) AS newest
+    WHERE orders.id = newest.order_id
+)
+SELECT id, version FROM inserted
+"""
+
+
+def _location_events_store_postgresql(
+    rows: list[_EventRow], *, orders: list[Order], operator_id: str, now: dt.datetime
+) -> list[tuple[_EventRow, int]]:
+    params = {
+        "ids": [row.id for row in rows],
+        "order_ids": [row.order.pk for row in rows],
+        "client_ids": [row.point.client_id for row in rows],
+        "latitudes": [row.latitude for row in rows],
+        "longitudes": [row.longitude for row in rows],
+        "geohashes": [row.geohash for row in rows],
+        "recorded_at": [row.point.recorded_at for row in rows],
+        "accuracies": [row.point.accuracy for row in rows],
+        "speeds": [row.point.speed for row in rows],
+        "headings": [row.point.heading for row in rows],
+        "orders": [order.pk for order in orders],
+        "orders_created_at": [order.create_time for order in orders],
+        "kind": EventKind.LOCATION.value,
+        "operator_id": operator_id,
+        "operator_type": OperatorType.RIDER.value,
+        "now": now,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_STORE_SQL, params)
+        versions = dict(cursor.fetchall())
+    return [(row, versions[row.id]) for row in rows if row.id in versions]
 
 
 def location_max_future() -> dt.timedelta:

@@ -14,7 +14,7 @@ from tracking.models import Alert, EventKind
 from tracking.role_views import VIEWS, order_for_role, view_role
 from tracking.selectors import order_rider_position, order_timeline
 from tracking.wire import alert_payload, iso
-from xiaoxiang.caching import shared_cache
+from xiaoxiang.cache import shared_cache
 
 # Snapshot fields fixed when the order is created: never part of `changes`.
 STATIC_FIELDS = frozenset({"id", "items", "total_amount", "create_time", "warehouse", "delivery"})
@@ -107,11 +107,20 @@ def order_snapshot_for_role(*, order: Order, role: str) -> dict[str, Any]:
 def snapshot_cache_refresh(snapshot: dict[str, Any]) -> None:
     """Cache a freshly built snapshot unless a newer one is already cached."""
     key = snapshot_cache_key(snapshot["id"])
-    cached = shared_cache().get(key)
+    snapshots_cache_store([snapshot], cached={key: shared_cache().get(key)})
+
+
+def snapshots_cache_store(snapshots: list[dict[str, Any]], *, cached: dict[str, Any]) -> None:
+    """Cache fresh snapshots (one round trip) unless what was `cached` under their keys is newer."""
     # Publishes of one order can finish out of order across processes; a
     # stale write here is harmless anyway (order_snapshot checks the version).
-    if cached is None or cached["version"] <= snapshot["version"]:
-        shared_cache().set(key, snapshot, settings.SNAPSHOT_CACHE_SECONDS)
+    fresh = {}
+    for snapshot in snapshots:
+        key = snapshot_cache_key(snapshot["id"])
+        if cached.get(key) is None or cached[key]["version"] <= snapshot["version"]:
+            fresh[key] = snapshot
+    if fresh:
+        shared_cache().set_many(fresh, settings.SNAPSHOT_CACHE_SECONDS)
 
 
 def mutable_fields(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -122,16 +131,35 @@ def snapshot_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> di
     """The fields of `after` that differ from `before`; without `before`, every field that can change."""
     if before is None:
         return mutable_fields(after)
-    return {key: value for key, value in after.items() if key not in before or before[key] != value}
+    # `is` first: consecutive snapshots of a batch share their unchanged values (timeline, items, ...).
+    return {
+        key: value
+        for key, value in after.items()
+        if key not in before or (before[key] is not value and before[key] != value)
+    }
 
 
 def changes_by_view(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """`snapshot_changes` as each view sees it."""
-
-    def seen(snapshot: dict[str, Any], view: str) -> dict[str, Any]:
-        return order_for_role(snapshot, view_role(view), status=snapshot["status"])
-
-    return {view: snapshot_changes(None if before is None else seen(before, view), seen(after, view)) for view in VIEWS}
+    if before is None:
+        return {view: mutable_fields(order_for_role(after, view_role(view), status=after["status"])) for view in VIEWS}
+    # A view can only differ where the full snapshot differs, plus the live
+    # position when the status (which decides who sees it) changed, so only
+    # those fields are filtered per view: a batch of points diffs two fields, not twenty.
+    changed = set(snapshot_changes(before, after))
+    if before["status"] != after["status"]:
+        changed.add("rider_position")
+    before_part = {key: before[key] for key in changed if key in before}
+    after_part = {key: after[key] for key in changed if key in after}
+    views = {}
+    for view in VIEWS:
+        role = view_role(view)
+        seen_before = order_for_role(before_part, role, status=before["status"])
+        seen_after = order_for_role(after_part, role, status=after["status"])
+        views[view] = {
+            key: value for key, value in seen_after.items() if key not in seen_before or seen_before[key] != value
+        }
+    return views
 
 
 def snapshot_advance(snapshot: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
@@ -151,36 +179,46 @@ def snapshot_advance(snapshot: dict[str, Any], payload: dict[str, Any]) -> dict[
 
 
 def snapshot_after_points(
-    order_id: str, previous: dict[str, Any] | None, payloads: list[dict[str, Any]]
+    order_id: str, previous: dict[str, Any] | None, payloads: list[dict[str, Any]], *, update_time: Any = None
 ) -> dict[str, Any] | None:
     """The snapshot after a batch of GPS points, advanced from the cached one; None when it must be rebuilt.
 
     The GPS ingest hot path: points change only rider_position, version and
     update_time, and every other change of an order bumps its version with an
     event of its own. So the cached snapshot one version before the batch, plus
-    the batch, is the current state, provided nothing committed after the
-    batch (checked on the row, one query instead of a rebuild's six).
+    the batch, is the order as the batch left it. The ingest knows the
+    `update_time` it wrote; without it, it is read from the row (one query
+    instead of a rebuild's six), which must still be at the batch's version.
     """
     if previous is None or previous["version"] != payloads[0]["version"] - 1:
         return None
     if any(payload["kind"] != EventKind.LOCATION for payload in payloads):
         return None
-    row = Order.objects.filter(pk=order_id).values_list("version", "update_time").first()
-    if row is None or row[0] != payloads[-1]["version"]:
-        return None
+    if update_time is None:
+        row = Order.objects.filter(pk=order_id).values_list("version", "update_time").first()
+        if row is None or row[0] != payloads[-1]["version"]:
+            return None
+        update_time = row[1]
     current = previous
     for payload in payloads:
         current = snapshot_advance(current, payload)
-    return {**current, "update_time": row[1].isoformat()}
+    return {**current, "update_time": update_time.isoformat()}
 
 
 def order_version_key(order_id: str) -> str:
     return f"order-version:{order_id}"
 
 
+ORDER_VERSION_SECONDS = 60  # short-lived: a publish that failed before refreshing it is found within a minute
+
+
 def order_version_remember(order_id: str, version: int) -> None:
-    # Short-lived: a publish that failed before refreshing it is found within a minute.
-    shared_cache().set(order_version_key(order_id), version, 60)
+    order_versions_remember({order_id: version})
+
+
+def order_versions_remember(versions: dict[str, int]) -> None:
+    keys = {order_version_key(order_id): version for order_id, version in versions.items()}
+    shared_cache().set_many(keys, ORDER_VERSION_SECONDS)
 
 
 def order_versions_hint(*, order_ids: Iterable[str]) -> dict[str, int]:
@@ -196,8 +234,9 @@ def order_versions_hint(*, order_ids: Iterable[str]) -> dict[str, int]:
     missing = order_ids - versions.keys()
     if missing:
         found = dict(Order.objects.filter(pk__in=missing).values_list("pk", "version"))
-        # Short-lived: a publish that failed before refreshing it is found within a minute.
-        shared_cache().set_many({order_version_key(order_id): version for order_id, version in found.items()}, 60)
+        shared_cache().set_many(
+            {order_version_key(order_id): version for order_id, version in found.items()}, ORDER_VERSION_SECONDS
+        )
         versions.update(found)
     return versions
 

@@ -6,7 +6,7 @@ Full detail; what a role may see of them is decided in tracking.role_views.
 import datetime as dt
 from typing import Any
 
-from tracking.models import Alert, Rider, TrackingEvent
+from tracking.models import Alert, EventKind, OperatorType, Rider, TrackingEvent
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -32,6 +32,24 @@ def event_payload(event: TrackingEvent) -> dict[str, Any]:
         "version": event.version,
         "operator_type": event.operator_type,
         "data": event.data or {},
+    }
+
+
+def location_payload(
+    *, event_id: str, status: int, lat: float, lon: float, recorded_at: dt.datetime, version: int
+) -> dict[str, Any]:
+    """`event_payload` of a rider's location event, from the values the ingest stored (no model instance)."""
+    return {
+        "id": event_id,
+        "kind": EventKind.LOCATION.value,
+        "status": status,
+        "stage": None,
+        "lat": lat,
+        "lon": lon,
+        "recorded_at": utc_iso(recorded_at),
+        "version": version,
+        "operator_type": OperatorType.RIDER.value,
+        "data": {},
     }
 
 

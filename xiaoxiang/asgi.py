@@ -19,6 +19,31 @@ application = ProtocolTypeRouter(
     }
 )
 
+
+def _allow_service_restart_close() -> None:
+    """Let Daphne send close code 1012 (service restart), which xiaoxiang.sockets sends on SIGTERM.
+
+    RFC 6455 lets a server close with 1012, but autobahn's sendClose admits
+    only 1000 and 3000-4999 (codes for applications) and Daphne passes every
+    ASGI close code through it, so the close would fail and the client see
+    1006. Its sendCloseFrame, which sendClose calls after that check, sends
+    any code.
+    """
+    from daphne.ws_protocol import WebSocketProtocol
+
+    server_close = WebSocketProtocol.serverClose
+
+    def serverClose(self, code=None):
+        if code == 1012:
+            self.sendCloseFrame(code=code, isReply=False)
+        else:
+            server_close(self, code)
+
+    WebSocketProtocol.serverClose = serverClose
+
+
+_allow_service_restart_close()
+
 # Without REDIS_URL there is no beat process: periodic jobs run on a timer here.
 from xiaoxiang.celery import embedded_beat_start  # noqa: E402
 

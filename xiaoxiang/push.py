@@ -7,6 +7,10 @@ and thread hop per call, and all of a commit's sends in one round trip.
 Each daphne process subscribes once per group and fans a message out to its
 own sockets. Other layers (the in-memory one of the embedded default) go
 through the layer's API.
+
+A send can carry claims: keys set only if absent, with a lifetime (a
+debounce window). With Redis they ride in the same pipeline as the
+publishes, so a request's after-commit side effects are one round trip.
 """
 
 import logging
@@ -21,6 +25,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
 
 from xiaoxiang import metrics
+from xiaoxiang.cache import shared_cache
 
 logger = logging.getLogger(__name__)
 
@@ -38,20 +43,30 @@ def _client(host: dict[str, Any], index: int) -> redis.Redis:
         return client
 
 
-def _publish(layer: RedisPubSubChannelLayer, sends: list[tuple[str, dict[str, Any]]]) -> None:
+def _publish(
+    layer: RedisPubSubChannelLayer, sends: list[tuple[str, dict[str, Any]]], claims: list[tuple[str, int]]
+) -> set[str]:
     hosts = decode_hosts(layer._kwargs.get("hosts"))
     prefix = layer._kwargs.get("prefix", "asgi")
     pipelines: dict[int, redis.client.Pipeline] = {}
+
+    def pipeline(index: int) -> redis.client.Pipeline:
+        if index not in pipelines:
+            pipelines[index] = _client(hosts[index], index).pipeline(transaction=False)
+        return pipelines[index]
+
     for group, message in sends:
         # The names RedisPubSubLoopLayer.group_send uses: a group's Redis
         # channel, sharded over the hosts by the same consistent hash.
         channel = f"{prefix}__group__{group}"
-        index = _consistent_hash(channel, len(hosts))
-        if index not in pipelines:
-            pipelines[index] = _client(hosts[index], index).pipeline(transaction=False)
-        pipelines[index].publish(channel, layer.serialize(message))
-    for pipeline in pipelines.values():
-        pipeline.execute()
+        pipeline(_consistent_hash(channel, len(hosts))).publish(channel, layer.serialize(message))
+    claim_keys = [f"{prefix}__claim__{key}" for key, _ in claims]
+    for (_, seconds), name in zip(claims, claim_keys, strict=True):
+        pipeline(0).set(name, 1, nx=True, ex=seconds)
+    results = {index: pipe.execute() for index, pipe in pipelines.items()}
+    # The claims were queued last on host 0, so they are the tail of its results.
+    outcomes = results[0][-len(claims) :] if claims else []
+    return {key for (key, _), won in zip(claims, outcomes, strict=True) if won}
 
 
 async def _layer_send(layer, sends: list[tuple[str, dict[str, Any]]]) -> None:
@@ -59,23 +74,29 @@ async def _layer_send(layer, sends: list[tuple[str, dict[str, Any]]]) -> None:
         await layer.group_send(group, message)
 
 
-def group_send_many(sends: Iterable[tuple[str, dict[str, Any]]]) -> None:
-    """Send each (group, message); log and carry on when the layer fails."""
+def group_send_many(sends: Iterable[tuple[str, dict[str, Any]]], *, claims: Iterable[tuple[str, int]] = ()) -> set[str]:
+    """Send each (group, message) and take each claim (key, seconds); the claims won.
+
+    Logs and carries on when the layer fails (then no claim is won).
+    """
     sends = [(group, metrics.publishing(group, message)) for group, message in sends]
+    claims = list(claims)
     layer = get_channel_layer()
-    if layer is None or not sends:
-        return
+    if not sends and not claims:
+        return set()
     try:
         if isinstance(layer, RedisPubSubChannelLayer):
-            _publish(layer, sends)
-        else:
+            return _publish(layer, sends, claims)
+        if layer is not None and sends:
             async_to_sync(_layer_send)(layer, sends)
+        return {key for key, seconds in claims if shared_cache().add(f"push.claim:{key}", 1, timeout=seconds)}
     except Exception:
         # Push is best effort: heartbeats and resync bring clients back to
         # the database state, so a broken layer must not fail the write.
         logger.exception("channel-layer publish to %s failed", ", ".join(sorted({group for group, _ in sends})))
         for group, _ in sends:
             metrics.publish_failed(group)
+        return set()
 
 
 def group_send(group: str, message: dict[str, Any]) -> None:

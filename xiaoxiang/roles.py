@@ -7,6 +7,8 @@ ROLE_CUSTOMER = "customer"
 ROLE_RIDER = "rider"
 ROLE_WAREHOUSE = "warehouse"
 ALL_ROLES = (ROLE_CUSTOMER, ROLE_RIDER, ROLE_WAREHOUSE, ROLE_STAFF)
+# A user in several role groups acts in the first of these.
+GROUP_ROLES = (ROLE_WAREHOUSE, ROLE_RIDER, ROLE_CUSTOMER)
 
 
 def user_role(user: AbstractBaseUser) -> str | None:
@@ -15,8 +17,10 @@ def user_role(user: AbstractBaseUser) -> str | None:
         return None
     if user.is_staff:
         return ROLE_STAFF
+    if hasattr(user, "role_group"):  # loaded with it (xiaoxiang.auth)
+        return user.role_group
     names = {group.name for group in user.groups.all()}
-    for role in (ROLE_WAREHOUSE, ROLE_RIDER, ROLE_CUSTOMER):
+    for role in GROUP_ROLES:
         if role in names:
             return role
     return None

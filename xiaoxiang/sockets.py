@@ -6,26 +6,32 @@ consumers subclass it and implement `opened`.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
+import sys
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import redis
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
 from xiaoxiang import metrics
+from xiaoxiang.auth import RoleJWTAuthentication
 
 logger = logging.getLogger(__name__)
 
@@ -113,13 +119,18 @@ class ConnectionSlots:
             pipe.zadd(self._key(scope), {member: until}, xx=True)
         pipe.execute()
 
-    def release(self, *, scope: str, member: str) -> None:
+    def release(self, *, scopes: list[str], member: str) -> None:
+        """Give back a socket's slots (all its scopes in one round trip)."""
         client = self._client()
         if client is None:
             with self._lock:
-                self._local[scope].pop(member, None)
+                for scope in scopes:
+                    self._local[scope].pop(member, None)
             return
-        client.zrem(self._key(scope), member)
+        pipe = client.pipeline(transaction=False)
+        for scope in scopes:
+            pipe.zrem(self._key(scope), member)
+        pipe.execute()
 
 
 connection_slots = ConnectionSlots()
@@ -143,7 +154,7 @@ CLOSE_TOO_MANY = 4429
 def _user_from_token(token: str) -> tuple[AbstractBaseUser, float]:
     """The active user a valid, unexpired, unrevoked access token names, and its expiry (epoch seconds)."""
     validated = AccessToken(token)
-    user = JWTAuthentication().get_user(validated)
+    user = RoleJWTAuthentication().get_user(validated)  # the user and their role group in one query
     return user, float(validated["exp"])
 
 
@@ -242,18 +253,72 @@ class Housekeeping:
                     logger.exception("housekeeping failed on %s", socket.channel_name)
 
 
-_housekeeping: dict[asyncio.AbstractEventLoop, Housekeeping] = {}
+T = TypeVar("T")
+
+
+class PerLoop(Generic[T]):
+    """One instance per event loop (a daphne process has one; each test run its own), made on first use."""
+
+    def __init__(self, factory: Callable[[asyncio.AbstractEventLoop], T]) -> None:
+        self.factory = factory
+        self.instances: dict[asyncio.AbstractEventLoop, T] = {}
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        if loop not in self.instances:
+            # Loops of finished test runs are closed: forget them.
+            for stale in [other for other in self.instances if other.is_closed()]:
+                del self.instances[stale]
+            self.instances[loop] = self.factory(loop)
+        return self.instances[loop]
+
+
+def _new_housekeeping(loop: asyncio.AbstractEventLoop) -> Housekeeping:
+    keeper = Housekeeping()
+    _close_on_sigterm(loop, keeper)
+    return keeper
+
+
+_housekeeping = PerLoop(_new_housekeeping)
 
 
 def housekeeping() -> Housekeeping:
     """This event loop's (this process's) housekeeping."""
-    loop = asyncio.get_running_loop()
-    if loop not in _housekeeping:
-        # Loops of finished test runs are closed: forget them.
-        for stale in [other for other in _housekeeping if other.is_closed()]:
-            del _housekeeping[stale]
-        _housekeeping[loop] = Housekeeping()
-    return _housekeeping[loop]
+    return _housekeeping.get()
+
+
+CLOSE_SERVICE_RESTART = 1012
+
+
+def _close_on_sigterm(loop: asyncio.AbstractEventLoop, keeper: Housekeeping) -> None:
+    """In a daphne process, answer SIGTERM by closing every socket with 1012 first, then stopping as before.
+
+    Daphne alone would drop the sockets (clients see 1006 and wait out a
+    dead-socket timeout); 1012 (service restart) tells them to reconnect at
+    once, with the jittered backoff they already have. Installed with the
+    first socket, after Twisted installed its own handler, which still runs.
+    """
+    if "daphne" not in sys.argv[0] or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    async def close_all_then_stop() -> None:
+        sockets = list(keeper.sockets)
+        logger.warning("SIGTERM: closing %d sockets with %d", len(sockets), CLOSE_SERVICE_RESTART)
+        for socket in sockets:
+            with contextlib.suppress(Exception):
+                await socket.deny(CLOSE_SERVICE_RESTART)
+        await asyncio.sleep(0.2)  # let the close frames leave
+        signal.signal(signal.SIGTERM, previous)
+        if callable(previous):
+            previous(signal.SIGTERM, None)
+        else:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_sigterm(signum, frame) -> None:
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(close_all_then_stop()))
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 class StreamConsumer(AsyncJsonWebsocketConsumer):
@@ -293,8 +358,19 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 task.cancel()
         for group in getattr(self, "joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
-        for scope in getattr(self, "slots", []):
-            await _slots(connection_slots.release)(scope=scope, member=self.channel_name)
+        if getattr(self, "slots", None):
+            await _slots(connection_slots.release)(scopes=self.slots, member=self.channel_name)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first closes stale database connections
+        # through a thread hop, before every message of every socket. Ours
+        # touch the database only through db_read, which does that cleanup in
+        # the thread it reads in; the hop per pushed frame was the largest
+        # cost of the fan-out (docs/performance.md).
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def deny(self, code: int) -> None:
         if not self.closing:

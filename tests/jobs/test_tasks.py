@@ -14,7 +14,7 @@ from notifications.models import Notification
 from orders import services
 from orders.models import Order
 from tests.jobs.conftest import HOME, WAREHOUSE, backdate, ingest, toward_home
-from tracking import eta, jobs, tasks
+from tracking import eta, tasks
 from tracking.alert_services import order_alerts_evaluate
 from tracking.eta_services import eta_model_refit, eta_params_current
 from tracking.models import Alert, EtaFit, Rider, TrackingEvent
@@ -388,23 +388,29 @@ def test_ingest_enqueues_only_on_commit(jobs_on, make_order, rider, django_captu
     ):
         with django_capture_on_commit_callbacks(execute=True) as callbacks:
             ingest(rider, [(toward_home(0.1), timezone.now())])
-            assert alerts_delay.call_count == eta_async.call_count == 0  # not before commit
-        assert alerts_delay.call_args_list == [mock.call(order.pk)]
+            assert eta_async.call_count == 0  # not before commit
+        # The ETA task evaluates the alerts too, at the end of the debounce window.
         assert eta_async.call_args_list == [mock.call((order.pk,), countdown=3)]
+        assert alerts_delay.call_count == 0
     assert len(callbacks) >= 1
 
 
-def test_eta_is_debounced_per_order_but_alerts_see_every_batch(jobs_on, make_order, rider):
+def test_points_debounce_the_eta_and_its_alerts_per_order(
+    jobs_on, make_order, rider, other_rider, django_capture_on_commit_callbacks
+):
     order = make_order("delivering")
+    other = make_order("delivering", assigned=other_rider)
     with (
         mock.patch.object(tasks.alerts_evaluate, "delay") as alerts_delay,
         mock.patch.object(tasks.eta_recompute, "apply_async") as eta_async,
     ):
         for step in range(5):
-            jobs._order_jobs_enqueue([order.pk], debounced=True)
-            del step
-    assert alerts_delay.call_count == 5
-    assert eta_async.call_count == 1
+            with django_capture_on_commit_callbacks(execute=True):
+                ingest(rider, [(toward_home(0.1 + step / 100), timezone.now())])
+        with django_capture_on_commit_callbacks(execute=True):
+            ingest(other_rider, [(toward_home(0.1), timezone.now())])
+    assert eta_async.call_args_list == [mock.call((order.pk,), countdown=3), mock.call((other.pk,), countdown=3)]
+    assert alerts_delay.call_count == 0
 
 
 def test_status_changes_recompute_at_once(jobs_on, make_order, customer, django_capture_on_commit_callbacks):
@@ -418,24 +424,24 @@ def test_status_changes_recompute_at_once(jobs_on, make_order, customer, django_
 def test_a_rolled_back_write_enqueues_nothing(jobs_on, make_order, rider, django_capture_on_commit_callbacks):
     make_order("delivering")
     with (
-        mock.patch.object(tasks.alerts_evaluate, "delay") as alerts_delay,
+        mock.patch.object(tasks.eta_recompute, "apply_async") as eta_async,
         django_capture_on_commit_callbacks(execute=True),
         pytest.raises(RuntimeError),
         transaction.atomic(),
     ):
         ingest(rider, [(toward_home(0.1), timezone.now())])
         raise RuntimeError("boom")
-    assert alerts_delay.call_count == 0
+    assert eta_async.call_count == 0
 
 
 def test_with_jobs_off_nothing_is_enqueued(make_order, rider, django_capture_on_commit_callbacks):
     make_order("delivering")
     with (
-        mock.patch.object(tasks.alerts_evaluate, "delay") as alerts_delay,
+        mock.patch.object(tasks.eta_recompute, "apply_async") as eta_async,
         django_capture_on_commit_callbacks(execute=True),
     ):
         ingest(rider, [(toward_home(0.1), timezone.now())])
-    assert alerts_delay.call_count == 0
+    assert eta_async.call_count == 0
 
 
 def test_eager_end_to_end_points_produce_an_eta(jobs_on, make_order, rider, django_capture_on_commit_callbacks):
@@ -450,7 +456,7 @@ def test_a_broken_broker_never_fails_the_committed_write(
 ):
     order = make_order("delivering")
     with (
-        mock.patch.object(tasks.alerts_evaluate, "delay", side_effect=OperationalError("broker down")),
+        mock.patch.object(tasks.eta_recompute, "apply_async", side_effect=OperationalError("broker down")),
         django_capture_on_commit_callbacks(execute=True),
     ):
         result = ingest(rider, [(toward_home(0.1), timezone.now())])

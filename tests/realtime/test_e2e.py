@@ -132,3 +132,42 @@ def test_long_poll_is_woken_across_processes(daphne_server, make_order, customer
     assert elapsed < 5
     assert [(e["version"], e["kind"]) for e in response.json()["events"]] == [(7, "location")]
     assert response.json()["events"][0]["lat"] == 31.191
+
+
+def test_daphne_sigterm_closes_sockets_with_1012_and_clients_come_back(tmp_path, make_order, customer, staff):
+    from tests.live import start_daphne, stop
+
+    order = make_order("delivering")
+    server = start_daphne(tmp_path)
+    try:
+        token = _token(server.url, "alice")
+        staff_token = _token(server.url, "sam")
+
+        async def watch() -> list:
+            order_ws, _ = await _open(f"{server.ws_url}/ws/orders/{order.id}/", token)
+            ops_ws = await websockets.connect(f"{server.ws_url}/ws/ops/")
+            await ops_ws.send(json.dumps({"type": "auth", "token": staff_token}))
+            assert json.loads(await asyncio.wait_for(ops_ws.recv(), 5))["type"] == "ops.snapshot"
+            sockets = [order_ws, ops_ws]
+            server.process.terminate()  # SIGTERM, as a deploy or honcho sends it
+            codes = []
+            for ws in sockets:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 5)
+                codes.append(closed.value.rcvd.code if closed.value.rcvd else None)
+            return codes
+
+        assert asyncio.run(watch()) == [1012, 1012]
+        assert server.process.wait(10) is not None  # and then it stops, as before
+    finally:
+        stop(server.process)
+
+    restarted = start_daphne(tmp_path)
+    try:
+        started = time.monotonic()
+        _, snapshot = asyncio.run(_open(f"{restarted.ws_url}/ws/orders/{order.id}/", _token(restarted.url, "alice")))
+        assert snapshot["version"] == order.version
+        assert time.monotonic() - started < 5
+    finally:
+        stop(restarted.process)

@@ -620,3 +620,42 @@ def test_heartbeat_rejoins_the_group_after_it_expired(make_order, customer, oper
         await ws.disconnect()
 
     run(body)
+
+
+def _lease_until(scope: str, member: str) -> float | None:
+    from xiaoxiang.sockets import connection_slots
+
+    client = connection_slots._client()
+    if client is None:
+        return connection_slots._local[scope].get(member)
+    return client.zscore(connection_slots._key(scope), member)
+
+
+def test_one_housekeeping_tick_renews_every_sockets_slots(make_order, customer, other_customer, settings):
+    from xiaoxiang.sockets import housekeeping
+
+    settings.WS_HEARTBEAT_SECONDS = 0.5
+    order = make_order("paid")
+
+    async def body():
+        first = await open_with_session(f"/ws/orders/{order.id}/", customer)
+        second = await open_with_token("/ws/notifications/", other_customer)
+        await receive(first)
+        await receive(second)
+        keeper = housekeeping()
+        assert len(keeper.sockets) == 2  # one timer for both, no task of their own
+        leases = [(scope, socket.channel_name) for socket in keeper.sockets for scope in socket.slots]
+        assert len(leases) == 4  # each socket: its IP and its user
+        before = {}
+        for lease in leases:
+            before[lease] = await database_sync_to_async(_lease_until)(*lease)
+        for ws in (first, second):
+            assert (await receive(ws, timeout=2))["type"] == "heartbeat"
+        for lease in leases:
+            assert await database_sync_to_async(_lease_until)(*lease) > before[lease]
+        await first.disconnect()
+        await second.disconnect()
+        for lease in leases:
+            assert await database_sync_to_async(_lease_until)(*lease) is None
+
+    run(body)

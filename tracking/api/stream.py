@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
@@ -186,7 +187,7 @@ async def order_poll_view(request: HttpRequest, order_id: str) -> JsonResponse:
                 # layer's subscriber reconnected is missed. The publish path
                 # records the newest version in the cache, so a glance there
                 # (no database) catches what the layer did not deliver.
-                hint = await sync_to_async(order_version_hint, thread_sensitive=False)(order_id=order_id)
+                hint = await database_sync_to_async(order_version_hint, thread_sensitive=False)(order_id=order_id)
                 if hint is None or hint <= since_version:
                     continue
                 _, page = await sync_to_async(_poll_check)(request, order_id, since_version, limit)
