@@ -310,9 +310,13 @@ def bench_topology(args, env: dict[str, str]) -> dict[str, dict[str, float]]:
         "paced": summarize([r for r in records if (r[0], r[1]) in paced_sent], paced_sent, paced),
         "saturated": summarize([r for r in records if (r[0], r[1]) in saturated_sent], saturated_sent, saturated),
     }
-    paced_expected = sum(paced_final[i] - base[i] for i in range(args.riders)) * per_order
-    saturated_expected = sum(versions[i] - middle[i] for i in range(args.riders)) * per_order
+    # Every POST of a rider is one frame for each watcher of its order.
+    paced_expected = len(paced_sent) * per_order
+    saturated_expected = len(saturated_sent) * per_order
     result["paced"]["expected"], result["saturated"]["expected"] = paced_expected, saturated_expected
+    for phase, sent_in in (("paced", paced_sent), ("saturated", saturated_sent)):
+        seen = [(socket, o, v) for o, v, _, socket in records if (o, v) in sent_in]
+        result[phase]["duplicates"] = len(seen) - len(set(seen))
     result["paced"]["cpu_ms_per_frame"] = 1000 * paced_cpu / max(result["paced"]["frames"], 1)
     result["saturated"]["cpu_ms_per_frame"] = 1000 * saturated_cpu / max(result["saturated"]["frames"], 1)
     # Converged: the watcher saw its order's last paced version within 5 s of the last paced POST.
@@ -525,7 +529,8 @@ def main() -> None:
     print(
         f"\n  paced: {paced['frames']}/{paced['expected']} frames delivered live "
         f"({100 * paced['frames'] / max(paced['expected'], 1):.1f} %); {paced['converged']}/{args.subscribers} "
-        f"watchers on the REST version within 5 s of the last POST; POST p50/p99 {paced['post_p50_ms']:.0f}/"
+        f"watchers on the REST version within 5 s of the last POST; {paced['duplicates']} frames seen twice by "
+        f"one watcher; POST p50/p99 {paced['post_p50_ms']:.0f}/"
         f"{paced['post_p99_ms']:.0f} ms.\n  saturated: {saturated['posts']} POSTs, {saturated['frames']}/"
         f"{saturated['expected']} frames ({100 * saturated['frames'] / max(saturated['expected'], 1):.1f} %); "
         f"POST p50 {saturated['post_p50_ms']:.0f} ms. Total {time.monotonic() - started:.0f}s."
