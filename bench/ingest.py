@@ -32,11 +32,8 @@ import itertools
 import json
 import os
 import queue
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,18 +43,16 @@ sys.path.insert(0, str(BENCH))
 
 from support import (  # noqa: E402  (bench/ is on sys.path when run as a script)
     PASSWORD,
+    Topology,
     bench_database,
-    free_port,
     percentile,
     recreate_database,
     require_services,
     server_env,
-    wait_for_port,
 )
 
 BATCH_SIZE = 500
 URL = "/api/rider/locations/"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- data ------------------------------------------------------------------------------
@@ -262,82 +257,12 @@ async def drive(
 # --- the topology ------------------------------------------------------------------------
 
 
-def _process_table() -> dict[int, tuple[int, float, str]]:
-    """pid: (parent pid, CPU seconds of it and its reaped children, command line)."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        cpu = sum(int(value) for value in fields[11:15]) / CLOCK_TICKS  # utime, stime, cutime, cstime
-        table[int(entry)] = (int(fields[1]), cpu, command)
-    return table
+class IngestTopology(Topology):
+    """deploy/Procfile as `make run` starts it (support.Topology), plus the warm-up the phases need."""
 
-
-def tree_cpu(root_pid: int) -> dict[str, float]:
-    """CPU seconds so far of the web processes (gunicorn, daphne), the Celery ones and nginx below `root_pid`."""
-    table = _process_table()
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _, _) in table.items():
-        children.setdefault(parent, []).append(pid)
-    totals = {"web": 0.0, "worker": 0.0, "nginx": 0.0}
-    pending = list(children.get(root_pid, []))
-    while pending:
-        pid = pending.pop()
-        pending += children.get(pid, [])
-        _, cpu, command = table[pid]
-        for name, marks in (("web", ("gunicorn", "daphne")), ("worker", ("celery",)), ("nginx", ("nginx",))):
-            if any(mark in command for mark in marks):
-                totals[name] += cpu
-                break
-    return totals
-
-
-class Topology:
-    """deploy/Procfile under honcho (without the demo simulator), on free ports."""
-
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        processes = [
-            line.split(":", 1)[0]
-            for line in (root / "deploy" / "Procfile").read_text().splitlines()
-            if line and not line.startswith("#") and not line.startswith("simulator:")
-        ]
-        self.log = tempfile.NamedTemporaryFile("w", prefix="ingest-topology-", suffix=".log", delete=False)  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [str(root / ".venv" / "bin" / "honcho"), "-f", "deploy/Procfile", "start", *processes],
-            cwd=root,
-            env={
-                **env,
-                "PORT": str(self.port),
-                "WEB_PORT": str(free_port()),
-                "WS_PORT": str(free_port()),
-                "CELERY_BEAT_SCHEDULE": os.path.join(tempfile.mkdtemp(prefix="ingest-beat-"), "schedule"),
-            },
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.processes = processes
-
-    def wait_ready(self) -> None:
-        import httpx
-
-        wait_for_port(self.port, self.process, timeout=60)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise SystemExit(f"the topology did not answer /healthz; see {self.log.name}")
+    @property
+    def processes(self) -> list[str]:
+        return [name for name in self.commands if name != "simulator"]
 
     def settle(self, tokens: list[str]) -> int:
         """Warm every web process up (pre-fork workers import the app on boot), wait for them to go idle.
@@ -353,17 +278,16 @@ class Topology:
         return warm["points"]
 
     def cpu(self) -> dict[str, float]:
-        return tree_cpu(self.process.pid)
+        """CPU seconds so far: the web processes (gunicorn and Daphne), the Celery ones, nginx."""
+        usage = self.usage()
+        return {
+            "web": usage["web"]["cpu"] + usage["ws"]["cpu"],
+            "worker": usage["worker"]["cpu"],
+            "nginx": usage["nginx"]["cpu"],
+        }
 
     def stop(self) -> None:
-        # honcho stops its processes on SIGTERM; the whole session goes if it hangs.
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
-        self.log.close()
+        self.close()
 
 
 def phase(topology: Topology, run) -> dict[str, float]:
@@ -483,7 +407,7 @@ def main() -> None:
         tokens, newest_order = setup_data(riders)
         connections.close_all()
 
-        topology = Topology(root, env)
+        topology = IngestTopology(root, env)
         topology.wait_ready()
         warm_points = topology.settle(tokens[: args.live_riders])
         print(f"  topology: {', '.join(topology.processes)} (honcho, deploy/Procfile) on port {topology.port}")
