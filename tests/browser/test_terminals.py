@@ -357,3 +357,25 @@ def test_admin_order_map_follows_the_order_socket_and_the_admin_speaks_chinese(
     phone.close()
     desk.screenshot("admin-order-live-desktop", full_page=True)
     assert page.evaluate("window.sameDocument") is True
+
+
+def test_rider_app_is_installable_by_chromiums_own_check(browser, daphne_server, rider, tmp_path):
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    # Installability needs a profile of its own (Chromium refuses it in incognito contexts).
+    context = browser.browser_type.launch_persistent_context(
+        str(tmp_path / "profile"), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+    )
+    try:
+        page = context.new_page()
+        page.goto(f"{daphne_server.url}/accounts/login/?next=/rider/")
+        page.fill("input[name=username]", "rita")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/rider/"))
+        page.wait_for_function("navigator.serviceWorker.getRegistrations().then((all) => all.length === 1)")
+        cdp = context.new_cdp_session(page)
+        assert cdp.send("Page.getAppManifest")["errors"] == []
+        assert cdp.send("Page.getInstallabilityErrors") == {"installabilityErrors": []}
+    finally:
+        context.close()
