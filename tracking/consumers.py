@@ -22,6 +22,7 @@ from tracking.role_views import role_view
 from tracking.snapshot import order_snapshot_for_role, order_versions_hint
 from tracking.stream import order_resync_frames
 from xiaoxiang import metrics
+from xiaoxiang.cache import redis_failed_within
 from xiaoxiang.errors import NotFound
 from xiaoxiang.ids import order_id_valid
 from xiaoxiang.sockets import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, StreamConsumer, db_read
@@ -176,8 +177,10 @@ class OrderConsumer(StreamConsumer):
         # Behind the version the order had at the previous check: that publish
         # is not merely in flight but lost or held back, so repair from the
         # database. (Repairing on any lag would turn a busy moment into a read
-        # per socket.)
-        if self.behind_at is not None and self.version < self.behind_at:
+        # per socket.) While Redis is away, or just back, publishes are lost,
+        # not late: repair at once.
+        lost = current > self.version and redis_failed_within(settings.WS_CATCH_UP_SECONDS * 2)
+        if lost or (self.behind_at is not None and self.version < self.behind_at):
             metrics.repaired("catch_up")
             await self.resync_from(self.version, shared=True)
         self.behind_at = current if current > self.version else None

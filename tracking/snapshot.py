@@ -14,7 +14,7 @@ from tracking.models import Alert, EventKind
 from tracking.role_views import VIEWS, order_for_role, view_role
 from tracking.selectors import order_rider_position, order_timeline
 from tracking.wire import alert_payload, iso
-from xiaoxiang.cache import shared_cache
+from xiaoxiang.cache import redis_failed_within, shared_cache
 
 # Snapshot fields fixed when the order is created: never part of `changes`.
 STATIC_FIELDS = frozenset({"id", "items", "total_amount", "create_time", "warehouse", "delivery"})
@@ -230,7 +230,11 @@ def order_versions_hint(*, order_ids: Iterable[str]) -> dict[str, int]:
     if not order_ids:
         return {}
     keys = {order_version_key(order_id): order_id for order_id in order_ids}
-    versions = {keys[key]: version for key, version in shared_cache().get_many(list(keys)).items()}
+    # Publishes made while Redis was away could not record their versions, so
+    # for a hint's lifetime after this process last found Redis unreachable
+    # the cached hints may be behind: ask the database.
+    cached = {} if redis_failed_within(ORDER_VERSION_SECONDS) else shared_cache().get_many(list(keys))
+    versions = {keys[key]: version for key, version in cached.items()}
     missing = order_ids - versions.keys()
     if missing:
         found = dict(Order.objects.filter(pk__in=missing).values_list("pk", "version"))

@@ -1,6 +1,18 @@
-"""Domain errors raised by services of every app; xiaoxiang.api maps them to HTTP answers."""
+"""Domain errors raised by services of every app; xiaoxiang.api maps them to HTTP answers.
+
+And the one error that is nobody's fault: the database unreachable.
+"""
 
 from typing import Any
+
+from django.db import InterfaceError, OperationalError
+
+# The database is down, restarting or dropped the connection: HTTP answers 503
+# with Retry-After (xiaoxiang.middleware), sockets close with 1013, try again
+# later (xiaoxiang.sockets). Not a 500: nothing is wrong with the request or
+# the code, and the transaction rolled back, so nothing is half-written.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class DomainError(Exception):

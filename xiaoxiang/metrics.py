@@ -57,6 +57,18 @@ HTTP_REQUEST_SECONDS = Histogram(
     "xiaoxiang_http_request_seconds", "HTTP request duration inside Django, by view.", ["view"], buckets=FAST_BUCKETS
 )
 
+# --- Dependencies down: answered without them (Redis) or with 503 (PostgreSQL) ---------------
+REDIS_UNAVAILABLE = Counter(
+    "xiaoxiang_redis_unavailable_total",
+    "Redis calls that found it unreachable; the request went on without Redis (fail open), by use.",
+    ["use"],
+)  # cache, publish, slots, layer
+DATABASE_UNAVAILABLE = Counter(
+    "xiaoxiang_database_unavailable_total",
+    "Requests and sockets answered 503 / closed 1013 because the database was unreachable.",
+    ["kind"],
+)  # http, ws
+
 # --- Rider GPS ingest ----------------------------------------------------------------
 INGEST_REQUEST_SECONDS = Histogram(
     "xiaoxiang_ingest_request_seconds", "POST /api/rider/locations/ handler duration.", buckets=FAST_BUCKETS
@@ -132,6 +144,10 @@ for _group in GROUP_KINDS:
     CHANNEL_PUBLISH_FAILURES.labels(_group)
 for _reason in ("version_gap", "catch_up"):
     CHANNEL_REPAIRS.labels(_reason)
+for _use in ("cache", "publish", "slots", "layer"):
+    REDIS_UNAVAILABLE.labels(_use)
+for _kind in ("http", "ws"):
+    DATABASE_UNAVAILABLE.labels(_kind)
 for _stream in STREAMS:
     WS_OPEN.labels(_stream)
     WS_CONNECTS.labels(_stream)
@@ -218,6 +234,14 @@ def ws_closed(scope: dict[str, Any], code: int | None) -> None:
 def ws_denied(scope: dict[str, Any], code: int) -> None:
     if code == CLOSE_UNAUTHENTICATED:
         WS_AUTH_FAILURES.labels(ws_stream(scope)).inc()
+
+
+def redis_unavailable(use: str) -> None:
+    REDIS_UNAVAILABLE.labels(use).inc()
+
+
+def database_unavailable(kind: str) -> None:
+    DATABASE_UNAVAILABLE.labels(kind).inc()
 
 
 def frame_written(stream: str, message: dict[str, Any]) -> None:

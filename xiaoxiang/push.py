@@ -25,7 +25,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
 
 from xiaoxiang import metrics
-from xiaoxiang.cache import shared_cache
+from xiaoxiang.cache import REDIS_CLIENT_OPTIONS, REDIS_DOWN, redis_unavailable, shared_cache
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _client(host: dict[str, Any], index: int) -> redis.Redis:
         client = _clients.get(index)
         if client is None:
             options = {key: value for key, value in host.items() if key not in ("address", "master_name")}
-            client = redis.Redis.from_url(host["address"], **options)
+            client = redis.Redis.from_url(host["address"], **{**REDIS_CLIENT_OPTIONS, **options})
             _clients[index] = client
         return client
 
@@ -90,10 +90,14 @@ def group_send_many(sends: Iterable[tuple[str, dict[str, Any]]], *, claims: Iter
         if layer is not None and sends:
             async_to_sync(_layer_send)(layer, sends)
         return {key for key, seconds in claims if shared_cache().add(f"push.claim:{key}", 1, timeout=seconds)}
-    except Exception:
-        # Push is best effort: heartbeats and resync bring clients back to
-        # the database state, so a broken layer must not fail the write.
-        logger.exception("channel-layer publish to %s failed", ", ".join(sorted({group for group, _ in sends})))
+    except Exception as error:
+        # Push is best effort: the sockets' catch-up, heartbeats and resync
+        # bring clients back to the database state, so a broken layer must
+        # not fail the write.
+        if isinstance(error, REDIS_DOWN):
+            redis_unavailable("publish", error)
+        else:
+            logger.exception("channel-layer publish to %s failed", ", ".join(sorted({group for group, _ in sends})))
         for group, _ in sends:
             metrics.publish_failed(group)
         return set()

@@ -72,6 +72,8 @@ MIDDLEWARE = [
     # over plain HTTP, which ALLOWED_HOSTS and the HTTPS redirect would refuse.
     "xiaoxiang.health.OpsEndpointsMiddleware",
     "xiaoxiang.metrics.RequestMetricsMiddleware",
+    # 503 + Retry-After, not 500, while the database is down (its process_exception runs for every view).
+    "xiaoxiang.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Async-capable WhiteNoise: a sync-only middleware would pin a thread per long-poll.
     "xiaoxiang.middleware.AsyncWhiteNoiseMiddleware",
@@ -142,7 +144,8 @@ if REDIS_URL:
             # socket, and nothing queues up in Redis to be dropped. A message
             # published while a subscriber reconnects is missed; the sockets'
             # catch-up check repairs it from the database (docs/realtime.md).
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # (channels-redis's RedisPubSubChannelLayer, going on without Redis while it is away.)
+            "BACKEND": "xiaoxiang.layers.PubSubChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL}],
                 # Redis pub/sub channels ignore the database number: name the

@@ -32,6 +32,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from xiaoxiang import metrics
 from xiaoxiang.auth import RoleJWTAuthentication
+from xiaoxiang.cache import REDIS_CLIENT_OPTIONS, REDIS_DOWN, redis_unavailable
+from xiaoxiang.errors import DATABASE_DOWN
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,8 @@ class ConnectionSlots:
 
     Leases expire unless the socket's heartbeat renews them, so a daphne
     process that dies without running disconnect frees its slots by itself.
-    Without REDIS_URL there is one process, and a dict does the same job.
+    Without REDIS_URL there is one process, and a dict does the same job; it
+    also stands in (per process) while Redis is unreachable.
     """
 
     def __init__(self) -> None:
@@ -53,7 +56,7 @@ class ConnectionSlots:
         if not settings.REDIS_URL:
             return None
         if self._redis is None:
-            self._redis = redis.Redis.from_url(settings.REDIS_URL)
+            self._redis = redis.Redis.from_url(settings.REDIS_URL, **REDIS_CLIENT_OPTIONS)
         return self._redis
 
     @staticmethod
@@ -62,17 +65,24 @@ class ConnectionSlots:
 
     def acquire(self, *, scope: str, member: str, limit: int, ttl: float) -> bool:
         """Take a slot; False when `limit` sockets already hold one."""
-        now = time.time()
         client = self._client()
-        if client is None:
-            with self._lock:
-                leases = self._local[scope]
-                for expired in [name for name, until in leases.items() if until <= now]:
-                    del leases[expired]
-                if member not in leases and len(leases) >= limit:
-                    return False
-                leases[member] = now + ttl
-                return True
+        if client is not None:
+            try:
+                return self._redis_acquire(client, scope=scope, member=member, limit=limit, ttl=ttl)
+            except REDIS_DOWN as error:
+                redis_unavailable("slots", error)
+        now = time.time()
+        with self._lock:
+            leases = self._local[scope]
+            for expired in [name for name, until in leases.items() if until <= now]:
+                del leases[expired]
+            if member not in leases and len(leases) >= limit:
+                return False
+            leases[member] = now + ttl
+            return True
+
+    def _redis_acquire(self, client, *, scope: str, member: str, limit: int, ttl: float) -> bool:
+        now = time.time()
         key = self._key(scope)
         # Add first, then count: two sockets racing for the last slot may both
         # be refused, never both admitted.
@@ -87,50 +97,43 @@ class ConnectionSlots:
             return False
         return True
 
-    def renew(self, *, scope: str, member: str, ttl: float) -> None:
-        client = self._client()
-        if client is None:
-            with self._lock:
-                if member in self._local[scope]:
-                    self._local[scope][member] = time.time() + ttl
-            return
-        key = self._key(scope)
-        pipe = client.pipeline()
-        pipe.zadd(key, {member: time.time() + ttl}, xx=True)
-        pipe.expire(key, int(ttl) + 1)
-        pipe.execute()
-
     def renew_many(self, *, leases: list[tuple[str, str]], ttl: float) -> None:
         """Renew many (scope, member) leases at once: one pipelined round trip for a whole process."""
         if not leases:
             return
-        client = self._client()
         until = time.time() + ttl
+        with self._lock:
+            for scope, member in leases:
+                if member in self._local[scope]:
+                    self._local[scope][member] = until
+        client = self._client()
         if client is None:
-            with self._lock:
-                for scope, member in leases:
-                    if member in self._local[scope]:
-                        self._local[scope][member] = until
             return
         pipe = client.pipeline(transaction=False)
         for scope in {scope for scope, _ in leases}:
             pipe.expire(self._key(scope), int(ttl) + 1)
         for scope, member in leases:
             pipe.zadd(self._key(scope), {member: until}, xx=True)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except REDIS_DOWN as error:
+            redis_unavailable("slots", error)
 
     def release(self, *, scopes: list[str], member: str) -> None:
         """Give back a socket's slots (all its scopes in one round trip)."""
+        with self._lock:
+            for scope in scopes:
+                self._local[scope].pop(member, None)
         client = self._client()
         if client is None:
-            with self._lock:
-                for scope in scopes:
-                    self._local[scope].pop(member, None)
             return
         pipe = client.pipeline(transaction=False)
         for scope in scopes:
             pipe.zrem(self._key(scope), member)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except REDIS_DOWN as error:
+            redis_unavailable("slots", error)
 
 
 connection_slots = ConnectionSlots()
@@ -288,6 +291,7 @@ def housekeeping() -> Housekeeping:
 
 
 CLOSE_SERVICE_RESTART = 1012
+CLOSE_TRY_AGAIN_LATER = 1013  # the database is unreachable
 
 
 def _close_on_sigterm(loop: asyncio.AbstractEventLoop, keeper: Housekeeping) -> None:
@@ -370,7 +374,13 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            await handler(message)
+        except DATABASE_DOWN as error:
+            # Not a server error (1011): the client reconnects with its backoff and resyncs.
+            logger.warning("database unavailable on %s: %s", self.scope.get("path"), error)
+            metrics.database_unavailable("ws")
+            await self.deny(CLOSE_TRY_AGAIN_LATER)
 
     async def deny(self, code: int) -> None:
         if not self.closing:
@@ -481,7 +491,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def rejoin(self) -> None:
         # Layers with a group expiry drop memberships that are not renewed;
-        # for the pub/sub layer this is a local no-op.
+        # the pub/sub layer subscribes again what it could not while Redis
+        # was away (xiaoxiang.layers), else it is a local no-op.
         for group in self.joined:
             await self.channel_layer.group_add(group, self.channel_name)
 

@@ -3,6 +3,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from xiaoxiang.middleware import server_error
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/orders/", permanent=False)),
     path("admin/", admin.site.urls),
@@ -27,3 +29,6 @@ def handler404(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
     return page_not_found(request, exception)
+
+
+handler500 = server_error

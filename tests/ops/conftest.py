@@ -34,6 +34,7 @@ class Topology:
     worker_metrics_port: int
     process: subprocess.Popen
     log_path: Path
+    processes: tuple[str, ...] = PROCESSES
 
     @property
     def url(self) -> str:
@@ -45,7 +46,8 @@ class Topology:
 
     @property
     def metrics_ports(self) -> dict[str, int]:
-        return {"web": self.web_port, "ws": self.ws_port, "worker": self.worker_metrics_port}
+        ports = {"web": self.web_port, "ws": self.ws_port, "worker": self.worker_metrics_port}
+        return {role: port for role, port in ports.items() if role in self.processes}
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -75,11 +77,11 @@ def _up(topology: Topology) -> bool:
     return ready and scraped
 
 
-def topology_start(log_dir: Path, **env: str) -> Topology:
+def topology_start(log_dir: Path, processes: tuple[str, ...] = PROCESSES, **env: str) -> Topology:
     ports = {name: free_port() for name in ("PORT", "WEB_PORT", "WS_PORT", "WORKER_METRICS_PORT")}
     log_path = log_dir / "honcho.log"
     process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/honcho"), "-f", "deploy/Procfile", "start", *PROCESSES],
+        [str(ROOT / ".venv/bin/honcho"), "-f", "deploy/Procfile", "start", *processes],
         cwd=ROOT,
         env=server_env(
             **{name: str(port) for name, port in ports.items()},
@@ -102,6 +104,7 @@ def topology_start(log_dir: Path, **env: str) -> Topology:
         worker_metrics_port=ports["WORKER_METRICS_PORT"],
         process=process,
         log_path=log_path,
+        processes=processes,
     )
     deadline = time.monotonic() + 60
     while not _up(topology):

@@ -90,7 +90,7 @@ def test_refused_write_publishes_nothing(make_order, customer):
 
 @pytest.mark.redis
 def test_publish_goes_through_redis_layer(make_order, customer, settings):
-    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "xiaoxiang.layers.PubSubChannelLayer"
     test_event_is_published_only_after_commit(make_order, customer)
 
 
