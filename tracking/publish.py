@@ -24,12 +24,12 @@ from tracking.snapshot import (
     order_versions_remember,
     snapshot_advance,
     snapshot_after_points,
-    snapshot_cache_key,
+    snapshot_cached,
     snapshots_cache_store,
+    snapshots_cached,
 )
 from tracking.wire import event_payload, rider_payload
 from xiaoxiang import metrics
-from xiaoxiang.cache import shared_cache
 from xiaoxiang.push import group_send, group_send_many
 
 logger = logging.getLogger(__name__)
@@ -111,12 +111,11 @@ def _current_snapshot(
 def order_events_message(order_id: str, events: list[TrackingEvent]) -> dict[str, Any] | None:
     """The channel-layer message for a batch of one order's committed events, with per-view changes."""
     payloads = [event_payload(event) for event in sorted(events, key=lambda event: event.version)]
-    key = snapshot_cache_key(order_id)
-    previous = shared_cache().get(key)
+    previous = snapshot_cached(order_id)
     current = _current_snapshot(order_id, payloads, previous)
     if current is None:
         return None
-    snapshots_cache_store([current], cached={key: previous})
+    snapshots_cache_store([current], cached={order_id: previous})
     order_version_remember(order_id, current["version"])
     return _order_message(order_id, payloads, previous, current)
 
@@ -154,11 +153,10 @@ def points_publish(
     Redis round trips: one read of the cached snapshots, one write of them
     and one of the versions, one for the sends and claims.
     """
-    keys = {order_id: snapshot_cache_key(order_id) for order_id in order_points}
-    cached = shared_cache().get_many(list(keys.values())) if keys else {}
+    cached = snapshots_cached(order_points)
     sends, snapshots = [], []
     for order_id, payloads in order_points.items():
-        previous = cached.get(keys[order_id])
+        previous = cached.get(order_id)
         try:
             current = _current_snapshot(order_id, payloads, previous, update_time)
             if current is None:

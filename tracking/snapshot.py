@@ -4,6 +4,7 @@ Built once at staff level; tracking.role_views filters it per viewer. The
 publish path keeps the cached copy current, so readers rarely rebuild it.
 """
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,7 @@ from tracking.role_views import VIEWS, order_for_role, view_role
 from tracking.selectors import order_rider_position, order_timeline
 from tracking.wire import alert_payload, iso
 from xiaoxiang.cache import redis_failed_within, shared_cache
+from xiaoxiang.crypto import decrypt_text, encrypt_text
 
 # Snapshot fields fixed when the order is created: never part of `changes`.
 STATIC_FIELDS = frozenset({"id", "items", "total_amount", "create_time", "warehouse", "delivery"})
@@ -86,16 +88,42 @@ def snapshot_cache_key(order_id: str) -> str:
     return f"order-snapshot:{order_id}"
 
 
+# The delivery address and point are personal data: PostgreSQL keeps them in
+# encrypted columns, and the cache holds them sealed with the same keys.
+def _sealed(snapshot: dict[str, Any]) -> dict[str, Any]:
+    return {**snapshot, "delivery": encrypt_text(json.dumps(snapshot["delivery"]))}
+
+
+def _opened(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    try:
+        return {**entry, "delivery": json.loads(decrypt_text(entry["delivery"]))}
+    except (TypeError, ValueError):
+        return None  # written before sealing, or under keys since retired: rebuild it
+
+
+def snapshots_cached(order_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The cached snapshots of these orders (one round trip), by order id; missing ones left out."""
+    keys = {snapshot_cache_key(order_id): order_id for order_id in order_ids}
+    found = {keys[key]: _opened(entry) for key, entry in shared_cache().get_many(list(keys)).items()} if keys else {}
+    return {order_id: snapshot for order_id, snapshot in found.items() if snapshot is not None}
+
+
+def snapshot_cached(order_id: str) -> dict[str, Any] | None:
+    return _opened(shared_cache().get(snapshot_cache_key(order_id)))
+
+
 def order_snapshot(*, order: Order) -> dict[str, Any]:
     """The full snapshot, from the cache when it is at the order's current version."""
-    cached = shared_cache().get(snapshot_cache_key(order.id))
+    cached = snapshot_cached(order.id)
     if cached is not None and cached["version"] == order.version:
         return cached
     if order.get_deferred_fields():
         # Read for its access rule only (order_access_for_user): fetch it whole, once.
         order = Order.objects.select_related("warehouse", "rider", "rider__rider_profile").get(pk=order.pk)
     snapshot = order_snapshot_build(order=order)
-    shared_cache().set(snapshot_cache_key(order.id), snapshot, settings.SNAPSHOT_CACHE_SECONDS)
+    shared_cache().set(snapshot_cache_key(order.id), _sealed(snapshot), settings.SNAPSHOT_CACHE_SECONDS)
     return snapshot
 
 
@@ -106,19 +134,18 @@ def order_snapshot_for_role(*, order: Order, role: str) -> dict[str, Any]:
 
 def snapshot_cache_refresh(snapshot: dict[str, Any]) -> None:
     """Cache a freshly built snapshot unless a newer one is already cached."""
-    key = snapshot_cache_key(snapshot["id"])
-    snapshots_cache_store([snapshot], cached={key: shared_cache().get(key)})
+    snapshots_cache_store([snapshot], cached={snapshot["id"]: snapshot_cached(snapshot["id"])})
 
 
 def snapshots_cache_store(snapshots: list[dict[str, Any]], *, cached: dict[str, Any]) -> None:
-    """Cache fresh snapshots (one round trip) unless what was `cached` under their keys is newer."""
+    """Cache fresh snapshots (one round trip) unless what was `cached` (by order id) is newer."""
     # Publishes of one order can finish out of order across processes; a
     # stale write here is harmless anyway (order_snapshot checks the version).
     fresh = {}
     for snapshot in snapshots:
-        key = snapshot_cache_key(snapshot["id"])
-        if cached.get(key) is None or cached[key]["version"] <= snapshot["version"]:
-            fresh[key] = snapshot
+        previous = cached.get(snapshot["id"])
+        if previous is None or previous["version"] <= snapshot["version"]:
+            fresh[snapshot_cache_key(snapshot["id"])] = _sealed(snapshot)
     if fresh:
         shared_cache().set_many(fresh, settings.SNAPSHOT_CACHE_SECONDS)
 

@@ -21,7 +21,8 @@ application = ProtocolTypeRouter(
 
 
 def _allow_service_restart_close() -> None:
-    """Let Daphne send close code 1012 (service restart), which xiaoxiang.sockets sends on SIGTERM.
+    """Let Daphne send close codes 1012 (service restart: xiaoxiang.sockets sends it on SIGTERM)
+    and 1013 (try again later: sent while the database is unreachable).
 
     RFC 6455 lets a server close with 1012, but autobahn's sendClose admits
     only 1000 and 3000-4999 (codes for applications) and Daphne passes every
@@ -34,7 +35,7 @@ def _allow_service_restart_close() -> None:
     server_close = WebSocketProtocol.serverClose
 
     def serverClose(self, code=None):
-        if code == 1012:
+        if code in (1012, 1013):
             self.sendCloseFrame(code=code, isReply=False)
         else:
             server_close(self, code)

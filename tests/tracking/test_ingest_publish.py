@@ -16,9 +16,8 @@ from tracking import publish
 from tracking.models import EventKind, TrackingEvent
 from tracking.role_views import VIEWS, order_for_role, view_role
 from tracking.services import LocationPoint, location_points_ingest
-from tracking.snapshot import changes_by_view, order_snapshot_build, snapshot_cache_key, snapshot_changes
+from tracking.snapshot import changes_by_view, order_snapshot_build, snapshot_cached, snapshot_changes
 from tracking.wire import event_payload
-from xiaoxiang.cache import shared_cache
 from xiaoxiang.push import group_send_many
 
 pytestmark = pytest.mark.django_db
@@ -86,7 +85,7 @@ def test_the_publish_after_a_point_runs_no_sql_when_the_snapshot_is_cached(
     order = make_order("delivering")
     with django_capture_on_commit_callbacks(execute=True):
         _ingest(rider, 1)  # caches the snapshot at the new version
-    assert shared_cache().get(snapshot_cache_key(order.pk)) is not None
+    assert snapshot_cached(order.pk) is not None
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         _ingest(rider, 2)
@@ -95,7 +94,7 @@ def test_the_publish_after_a_point_runs_no_sql_when_the_snapshot_is_cached(
             callback()
 
     assert queries.captured_queries == []
-    cached = shared_cache().get(snapshot_cache_key(order.pk))
+    cached = snapshot_cached(order.pk)
     assert cached == order_snapshot_build(order=Order.objects.get(pk=order.pk))
 
 

@@ -103,7 +103,7 @@ def test_point_batches_advance_the_cached_snapshot_exactly_as_a_rebuild(make_ord
     from orders.models import Order
     from tracking import publish
     from tracking.services import LocationPoint, location_points_ingest
-    from tracking.snapshot import order_snapshot_build, snapshot_cache_key
+    from tracking.snapshot import order_snapshot_build, snapshot_cache_key, snapshot_cached
 
     order = make_order("delivering")
     rebuilds = []
@@ -119,17 +119,17 @@ def test_point_batches_advance_the_cached_snapshot_exactly_as_a_rebuild(make_ord
 
     def cached_equals_rebuild() -> bool:
         fresh = order_snapshot_build(order=Order.objects.get(pk=order.id))
-        return cache.get(snapshot_cache_key(order.id)) == fresh
+        return snapshot_cached(order.id) == fresh
 
     ingest("p1", 31.191, 20)  # newest: moves the position
     assert cached_equals_rebuild()
-    assert cache.get(snapshot_cache_key(order.id))["rider_position"]["lat"] == 31.191
+    assert snapshot_cached(order.id)["rider_position"]["lat"] == 31.191
     ingest("p2", 31.192, 5)  # late: fills history, position stays
     assert cached_equals_rebuild()
-    assert cache.get(snapshot_cache_key(order.id))["rider_position"]["lat"] == 31.191
+    assert snapshot_cached(order.id)["rider_position"]["lat"] == 31.191
     ingest("p3", 31.193, 20)  # same device time as p1: the later version wins, as in the selector
     assert cached_equals_rebuild()
-    assert cache.get(snapshot_cache_key(order.id))["rider_position"]["lat"] == 31.193
+    assert snapshot_cached(order.id)["rider_position"]["lat"] == 31.193
     assert rebuilds == []  # points never rebuilt the snapshot
 
     cache.delete(snapshot_cache_key(order.id))
