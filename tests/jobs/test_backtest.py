@@ -39,6 +39,9 @@ def test_history_then_backtest_beats_the_baseline(settings):
     assert not Alert.objects.exists()
     assert not Notification.objects.filter(kind__in=["order.eta", "order.late"]).exists()
     assert EtaFit.objects.get().deliveries == 80
+    # The demo accounts' bells start quiet: the past's notifications are read.
+    assert Notification.objects.filter(kind="order.dispatched").count() == 80
+    assert not Notification.objects.filter(read_at__isnull=True).exists()
 
     report = run("eta_backtest", "--check")
 

@@ -258,6 +258,7 @@ def history_generate(
     moved to each synthetic moment and jobs and mail switched off: this is
     the past, not the present. Returns how many deliveries were written.
     """
+    from notifications.services import notifications_mark_read_before
     from orders import services as order_services
     from orders.models import Product
     from tracking.jobs import jobs_suspended
@@ -322,4 +323,5 @@ def history_generate(
                 clock.at(dispatched_at + dt.timedelta(seconds=plan.deliver_s / speed))
                 order_services.order_mark_delivered(order_id=order.pk, rider=rider)
             written += 1
+    notifications_mark_read_before(users=[customer, operator, rider], before=end)
     return written
