@@ -14,10 +14,11 @@ class TrackingEventAdmin(admin.ModelAdmin):
         "stage",
         "latitude",
         "longitude",
+        "quality_flags",
         "recorded_at",
         "create_time",
     ]
-    list_filter = ["kind", "status", "stage", "operator_type", "create_time"]
+    list_filter = ["kind", "status", "stage", "operator_type", "quality_flags", "create_time"]
     search_fields = ["order__id", "client_id", "operator_id"]
     list_select_related = ["order"]
     # History is append-only: events are written by services only.

@@ -41,8 +41,8 @@ def alert_thresholds() -> Thresholds:
 
 
 def order_track_recent(*, order: Order, window_seconds: float) -> list[TrackPoint]:
-    """The ride's points of the last `window_seconds` before its newest point, oldest first."""
-    ride = TrackingEvent.objects.for_order(order).filter(kind=EventKind.LOCATION, recorded_at__gte=order.dispatched_at)
+    """The ride's points of the last `window_seconds` before its newest point, oldest first (none flagged)."""
+    ride = TrackingEvent.objects.for_order(order).positions().filter(recorded_at__gte=order.dispatched_at)
     newest = ride.order_by("-recorded_at").values_list("recorded_at", flat=True).first()
     if newest is None:
         return []

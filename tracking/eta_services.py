@@ -8,6 +8,7 @@ from collections import defaultdict
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from notifications.services import notification_send
@@ -22,7 +23,7 @@ from tracking.eta import (
     track_arrived_at,
 )
 from tracking.events import tracking_event_record
-from tracking.models import EtaFit, EventKind, OperatorType, TrackingEvent
+from tracking.models import POSITION, EtaFit, EventKind, OperatorType, TrackingEvent
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def local_tz() -> dt.tzinfo:
 
 
 def deliveries_history(*, limit: int = HISTORY_LIMIT) -> list[Delivery]:
-    """The newest completed deliveries with their stage times and tracks, oldest first."""
+    """The newest completed deliveries with their stage times and tracks (no flagged points), oldest first."""
     orders = list(
         Order.objects.filter(status=OrderStatus.COMPLETED, dispatched_at__isnull=False, delivered_at__isnull=False)
         .select_related("warehouse")
@@ -49,9 +50,8 @@ def deliveries_history(*, limit: int = HISTORY_LIMIT) -> list[Delivery]:
     stage_times: dict[str, dict[str, dt.datetime]] = defaultdict(dict)
     points: dict[str, list[TrackPoint]] = defaultdict(list)
     rows = (
-        TrackingEvent.objects.filter(
-            order__in=[order.pk for order in orders], kind__in=[EventKind.STAGE, EventKind.LOCATION]
-        )
+        TrackingEvent.objects.filter(order__in=[order.pk for order in orders])
+        .filter(Q(kind=EventKind.STAGE) | POSITION)
         .order_by("order_id", "recorded_at", "version")
         .values_list("order_id", "kind", "stage", "latitude", "longitude", "recorded_at")
     )
@@ -115,7 +115,7 @@ def order_eta_predict(*, order: Order, now: dt.datetime | None = None) -> dt.dat
         recent = [
             TrackPoint(float(lat), float(lon), recorded_at)
             for lat, lon, recorded_at in TrackingEvent.objects.for_order(order)
-            .filter(kind=EventKind.LOCATION)
+            .positions()
             .order_by("-recorded_at", "-version")
             .values_list("latitude", "longitude", "recorded_at")[:RECENT_POINTS]
         ]

@@ -39,10 +39,19 @@ class OrderCreatedAtField(models.DateTimeField):
         return value
 
 
+# Location events fit to be a position: the live position, the ETA and the alerts read only these. A point
+# the GPS quality rule flagged (tracking/quality.py) stays in the history, not here.
+POSITION = Q(kind=EventKind.LOCATION, quality_flags="")
+
+
 class TrackingEventQuerySet(models.QuerySet):
     def for_order(self, order: Order) -> "TrackingEventQuerySet":
         """One order's events; the partition key beside the order id lets PostgreSQL read one partition."""
         return self.filter(order=order, order_created_at=order.create_time)
+
+    def positions(self) -> "TrackingEventQuerySet":
+        """The location events fit to be a position (POSITION)."""
+        return self.filter(POSITION)
 
 
 class TrackingEvent(models.Model):
@@ -76,6 +85,9 @@ class TrackingEvent(models.Model):
     accuracy = models.FloatField(verbose_name="定位精度（米）", null=True, blank=True)
     speed = models.FloatField(verbose_name="速度（米/秒）", null=True, blank=True)
     heading = models.FloatField(verbose_name="方向（度）", null=True, blank=True)
+    # Why a location event is not trusted as a position (tracking/quality.py), comma-separated; '' when fine.
+    # The database default too: raw inserts (retention's copy back) need not name it.
+    quality_flags = models.CharField(verbose_name="定位质量标记", max_length=32, blank=True, default="", db_default="")
     data = models.JSONField(verbose_name="数据", default=dict, blank=True)
 
     objects = TrackingEventQuerySet.as_manager()

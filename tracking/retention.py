@@ -90,13 +90,13 @@ def order_trajectory_archive(*, order: Order) -> dict[str, Any]:
     timeline = order_timeline(order=order)
     # The trajectory places an event without coordinates at the rider's last point before it:
     # those points stay, so the archived trajectory shows every event where the full one did.
-    times = [recorded_at for _, _, recorded_at in path]
+    times = [recorded_at for _, _, recorded_at, _ in path]
     anchors = {bisect.bisect_right(times, event.recorded_at) - 1 for event in timeline}
     simplified = path_simplify(path, tolerance_m=ARCHIVE_TOLERANCE_M, keep=anchors)
     archive = {
         "tolerance_m": ARCHIVE_TOLERANCE_M,
         "recorded_points": len(path),
-        "path": [[float(lat), float(lon), recorded_at.isoformat()] for lat, lon, recorded_at in simplified],
+        "path": [[float(lat), float(lon), recorded_at.isoformat()] for lat, lon, recorded_at, _ in simplified],
         "timeline": [
             timeline_entry(kind=event.kind, status=event.status, stage=event.stage, time=event.recorded_at)
             for event in timeline

@@ -4,7 +4,9 @@ The one place for these rules. Staff see everything. Customers see the
 rider's display name only, the live rider position only while the order is
 delivering, the path only once it is dispatched, every coordinate coarsened
 to 4 decimals, and no operator data (the dispatch event names the rider's
-username) except an ETA event's. Only staff see alerts. Riders and warehouse
+username) except an ETA event's. Only staff see alerts, and the points the
+GPS quality rule flagged (tracking/quality.py): everyone else gets such an
+event without a position, and no flags. Riders and warehouse
 operators see the same thing (everything but alerts), so the publish path
 computes three views, not four.
 """
@@ -48,6 +50,11 @@ def path_visible(role: str, *, dispatched: bool) -> bool:
     return role != ROLE_CUSTOMER or dispatched
 
 
+def flagged_points_visible(role: str) -> bool:
+    """Points flagged by the GPS quality rule, with their flags: staff only (on the trajectory and the events)."""
+    return role == ROLE_STAFF
+
+
 def _coarse(position: dict[str, Any] | None, role: str) -> dict[str, Any] | None:
     if position is None or role != ROLE_CUSTOMER:
         return position
@@ -74,6 +81,9 @@ def event_for_role(payload: dict[str, Any], role: str) -> dict[str, Any]:
     if role == ROLE_STAFF:
         return payload
     filtered = dict(payload)
+    flags = filtered.pop("quality_flags", None)
+    if flags and not flagged_points_visible(role):
+        filtered["lat"] = filtered["lon"] = None
     if payload["kind"] == EventKind.ALERT:
         filtered["data"] = {}
     if role == ROLE_CUSTOMER:
@@ -81,6 +91,6 @@ def event_for_role(payload: dict[str, Any], role: str) -> dict[str, Any]:
             filtered["data"] = {}
         if payload["kind"] == EventKind.LOCATION and not live_position_visible(role, status=payload["status"]):
             filtered["lat"] = filtered["lon"] = None
-        elif payload["lat"] is not None and payload["lon"] is not None:
-            filtered.update(_coarse({"lat": payload["lat"], "lon": payload["lon"]}, role))
+        elif filtered["lat"] is not None and filtered["lon"] is not None:
+            filtered.update(_coarse({"lat": filtered["lat"], "lon": filtered["lon"]}, role))
     return filtered

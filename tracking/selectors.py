@@ -39,10 +39,10 @@ def rider_nearest_available(*, lat: float, lon: float) -> Rider | None:
 
 
 def order_rider_position(*, order: Order) -> dict | None:
-    """The newest position (by device time) recorded for this order."""
+    """The newest position (by device time) recorded for this order; flagged points are no position."""
     event = (
         TrackingEvent.objects.for_order(order)
-        .filter(kind=EventKind.LOCATION)
+        .positions()
         .order_by("-recorded_at", "-version")
         .only("latitude", "longitude", "recorded_at")
         .first()
@@ -51,7 +51,7 @@ def order_rider_position(*, order: Order) -> dict | None:
         archived = order_path_archived(order=order)
         if not archived:
             return None
-        lat, lon, recorded_at = archived[-1]
+        lat, lon, recorded_at, _ = archived[-1]
         return {"lat": lat, "lon": lon, "recorded_at": recorded_at}
     return {"lat": float(event.latitude), "lon": float(event.longitude), "recorded_at": event.recorded_at}
 
@@ -62,25 +62,30 @@ def order_timeline(*, order: Order) -> list[TrackingEvent]:
     )
 
 
-def order_path(*, order: Order) -> list[tuple]:
-    """The rider's recorded points for this order as (lat, lon, recorded_at), in device-time order.
+def order_path(*, order: Order, with_flagged: bool = False) -> list[tuple]:
+    """The rider's recorded points for this order as (lat, lon, recorded_at, quality_flags), in device-time order.
 
-    Once the order's compact trajectory is archived (tracking/retention.py) it
-    is the path: its location events are about to be dropped, or are gone.
+    Only the points fit to be a position, unless `with_flagged` (staff): then
+    also those the GPS quality rule flagged, with their stored flags (for the
+    others ''). Once the order's compact trajectory is archived
+    (tracking/retention.py) it is the path: its location events are about to
+    be dropped, or are gone.
     """
     archived = order_path_archived(order=order)
     if archived is not None:
         return archived
+    events = TrackingEvent.objects.for_order(order)
+    events = events.filter(kind=EventKind.LOCATION) if with_flagged else events.positions()
     return list(
-        TrackingEvent.objects.for_order(order)
-        .filter(kind=EventKind.LOCATION)
-        .order_by("recorded_at", "version")
-        .values_list("latitude", "longitude", "recorded_at")
+        events.order_by("recorded_at", "version").values_list("latitude", "longitude", "recorded_at", "quality_flags")
     )
 
 
 def order_path_archived(*, order: Order) -> list[tuple] | None:
-    """The archived simplified path as (lat, lon, recorded_at), or None when the order has no archive."""
+    """The archived simplified path as (lat, lon, recorded_at, ''), or None when the order has no archive.
+
+    The archive keeps only the points fit to be a position, so none is flagged.
+    """
     if not order.trajectory_archive:
         return None
-    return [(lat, lon, parse_datetime(recorded_at)) for lat, lon, recorded_at in order.trajectory_archive["path"]]
+    return [(lat, lon, parse_datetime(recorded_at), "") for lat, lon, recorded_at in order.trajectory_archive["path"]]

@@ -11,6 +11,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orders.models import Order, OrderStatus
+from tracking import quality
+from tracking.eta import TrackPoint
 from tracking.events import decimal6
 from tracking.jobs import points_debounce_claims, points_jobs_enqueue
 from tracking.models import EventKind, OperatorType, Rider, TrackingEvent
@@ -38,6 +40,7 @@ class LocationPoint:
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
+    flagged: int = 0  # of the accepted: stored, but not trusted as a position (tracking/quality.py)
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -48,7 +51,8 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
     `points` are (index in the request, point) pairs that passed validation.
     Each point becomes a location event on every order the rider is
     delivering, in `recorded_at` order. A late batch fills history without
-    moving the live position backwards.
+    moving the live position backwards. A point the GPS quality rule flags
+    is stored with its flags and does not move the live position at all.
     """
     result = IngestResult()
     # Lock order: rider row, then their delivering orders by id. All ingest
@@ -77,13 +81,24 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
             continue
         applicable.append(point)
     applicable.sort(key=lambda point: point.recorded_at)
+    # Each point against the rider's previous accepted one: the live position, then the batch's own.
+    live = None
+    if rider.last_recorded_at is not None and rider.last_lat is not None and rider.last_lon is not None:
+        live = TrackPoint(rider.last_lat, rider.last_lon, rider.last_recorded_at)
+    flags = quality.batch_flags(applicable, previous=live, thresholds=quality.quality_thresholds())
+    flags_by_client_id = {
+        point.client_id: quality.flags_stored(found) for point, found in zip(applicable, flags, strict=True)
+    }
 
     now = timezone.now()
     rows = []
     for point in applicable:
         stored_at = (decimal6(point.lat), decimal6(point.lon), geohash_encode(point.lat, point.lon))
+        point_flags = flags_by_client_id[point.client_id]
         rows += [
-            _EventRow(new_id(), order, point, *stored_at) for order in orders if point.recorded_at >= order.create_time
+            _EventRow(new_id(), order, point, *stored_at, point_flags)
+            for order in orders
+            if point.recorded_at >= order.create_time
         ]
     stored = _location_events_store(rows, orders=orders, operator_id=str(rider_user.pk), now=now) if rows else []
     if orders:
@@ -93,8 +108,10 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
         accepted = applicable  # tracked on the rider only
     result.accepted = len(accepted)
     result.duplicates += len(applicable) - len(accepted)
+    trusted = [point for point in accepted if not flags_by_client_id[point.client_id]]
+    result.flagged = len(accepted) - len(trusted)
 
-    newest = max(accepted, key=lambda point: point.recorded_at, default=None)
+    newest = max(trusted, key=lambda point: point.recorded_at, default=None)
     fields = {"last_seen_at": now, "online": True}
     if newest is not None and (rider.last_recorded_at is None or newest.recorded_at > rider.last_recorded_at):
         fields.update(
@@ -115,6 +132,7 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
                 lon=float(row.longitude),
                 recorded_at=row.point.recorded_at,
                 version=version,
+                quality_flags=quality.flags_read(row.quality_flags),
             )
         )
     rider_message = None
@@ -132,6 +150,7 @@ def location_points_ingest(*, rider_user: AbstractBaseUser, points: list[tuple[i
         # A rolled-back write never reaches a watcher: on_commit drops the callback.
         transaction.on_commit(after_commit)
     metrics.ingest_lag_after_commit(point.recorded_at for point in accepted)
+    metrics.ingest_flagged(quality.flags_read(flags_by_client_id[point.client_id]) for point in accepted)
     return result
 
 
@@ -145,6 +164,7 @@ class _EventRow:
     latitude: Decimal
     longitude: Decimal
     geohash: str
+    quality_flags: str
 
 
 def _location_events_store(
@@ -188,6 +208,7 @@ def _location_events_store(
                 accuracy=row.point.accuracy,
                 speed=row.point.speed,
                 heading=row.point.heading,
+                quality_flags=row.quality_flags,
                 version=version,
                 create_time=now,
             )
@@ -208,9 +229,12 @@ WITH candidate AS (
     FROM unnest(
         %(ids)s::varchar[], %(order_ids)s::varchar[], %(client_ids)s::varchar[], %(latitudes)s::numeric[],
         %(longitudes)s::numeric[], %(geohashes)s::varchar[], %(recorded_at)s::timestamptz[],
-        %(accuracies)s::float8[], %(speeds)s::float8[], %(headings)s::float8[]
+        %(accuracies)s::float8[], %(speeds)s::float8[], %(headings)s::float8[], %(quality_flags)s::varchar[]
     ) WITH ORDINALITY
-        AS point(id, order_id, client_id, latitude, longitude, geohash, recorded_at, accuracy, speed, heading, position)
+        AS point(
+            id, order_id, client_id, latitude, longitude, geohash, recorded_at, accuracy, speed, heading,
+            quality_flags, position
+        )
     WHERE NOT EXISTS (
         SELECT 1 FROM order_tracking stored
         WHERE stored.order_id = ANY(%(orders)s::varchar[]) AND stored.client_id = point.client_id
@@ -220,12 +244,12 @@ WITH candidate AS (
 ), inserted AS (
     INSERT INTO order_tracking (
         id, order_id, status, kind, stage, address, operator_id, operator_type, latitude, longitude, geohash,
-        recorded_at, client_id, accuracy, speed, heading, data, version, create_time, order_created_at
+        recorded_at, client_id, accuracy, speed, heading, quality_flags, data, version, create_time, order_created_at
     )
     SELECT candidate.id, candidate.order_id, orders.status, %(kind)s, '', '', %(operator_id)s, %(operator_type)s,
         candidate.latitude, candidate.longitude, candidate.geohash, candidate.recorded_at, candidate.client_id,
-        candidate.accuracy, candidate.speed, candidate.heading, '{}', orders.version + candidate.step, %(now)s,
-        orders.create_time
+        candidate.accuracy, candidate.speed, candidate.heading, candidate.quality_flags, '{}',
+        orders.version + candidate.step, %(now)s, orders.create_time
     FROM candidate JOIN orders ON orders.id = candidate.order_id
     ON CONFLICT (order_id, client_id, order_created_at) WHERE client_id IS NOT NULL DO NOTHING
     RETURNING id, order_id, version
@@ -252,6 +276,7 @@ def _location_events_store_postgresql(
         "accuracies": [row.point.accuracy for row in rows],
         "speeds": [row.point.speed for row in rows],
         "headings": [row.point.heading for row in rows],
+        "quality_flags": [row.quality_flags for row in rows],
         "orders": [order.pk for order in orders],
         "orders_created_at": [order.create_time for order in orders],
         "kind": EventKind.LOCATION.value,

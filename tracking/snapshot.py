@@ -192,7 +192,8 @@ def changes_by_view(before: dict[str, Any] | None, after: dict[str, Any]) -> dic
 def snapshot_advance(snapshot: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     """The snapshot after one event of a batch (only what the event itself tells)."""
     following = {**snapshot, "version": payload["version"]}
-    if payload["kind"] == EventKind.LOCATION and payload["lat"] is not None:
+    # A point the quality rule flagged is history only: it never becomes the live position.
+    if payload["kind"] == EventKind.LOCATION and payload["lat"] is not None and not payload["quality_flags"]:
         position = snapshot.get("rider_position")
         # A late (offline) point fills history but never moves the live position back.
         # Ties go to the later version, as in order_rider_position.

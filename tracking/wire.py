@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from tracking.models import Alert, EventKind, OperatorType, Rider, TrackingEvent
+from tracking.quality import flags_read
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -32,11 +33,20 @@ def event_payload(event: TrackingEvent) -> dict[str, Any]:
         "version": event.version,
         "operator_type": event.operator_type,
         "data": event.data or {},
+        # Why a point is not trusted as a position (tracking/quality.py); [] for every other event.
+        "quality_flags": flags_read(event.quality_flags),
     }
 
 
 def location_payload(
-    *, event_id: str, status: int, lat: float, lon: float, recorded_at: dt.datetime, version: int
+    *,
+    event_id: str,
+    status: int,
+    lat: float,
+    lon: float,
+    recorded_at: dt.datetime,
+    version: int,
+    quality_flags: list[str],
 ) -> dict[str, Any]:
     """`event_payload` of a rider's location event, from the values the ingest stored (no model instance)."""
     return {
@@ -50,6 +60,7 @@ def location_payload(
         "version": version,
         "operator_type": OperatorType.RIDER.value,
         "data": {},
+        "quality_flags": quality_flags,
     }
 
 

@@ -76,6 +76,11 @@ INGEST_REQUEST_SECONDS = Histogram(
 INGEST_POINTS = Counter(
     "xiaoxiang_ingest_points_total", "Rider GPS points received, by outcome.", ["outcome"]
 )  # accepted, duplicate, rejected
+INGEST_FLAGGED_POINTS = Counter(
+    "xiaoxiang_ingest_points_flagged_total",
+    "Accepted rider GPS points the quality rule flagged (stored, not used as a position), by flag.",
+    ["flag"],
+)  # accuracy, zero, speed (a point may carry several)
 INGEST_LAG_SECONDS = Histogram(
     "xiaoxiang_ingest_lag_seconds",
     "Device time (recorded_at) to ingest commit, per accepted point.",
@@ -173,6 +178,13 @@ def ingest_counted(result: Any, rejected: int) -> None:
     INGEST_POINTS.labels("accepted").inc(result.accepted)
     INGEST_POINTS.labels("duplicate").inc(result.duplicates)
     INGEST_POINTS.labels("rejected").inc(rejected)
+
+
+def ingest_flagged(points_flags: Iterable[list[str]]) -> None:
+    """Count each accepted point's quality flags (tracking/quality.py)."""
+    for flags in points_flags:
+        for flag in flags:
+            INGEST_FLAGGED_POINTS.labels(flag).inc()
 
 
 def ingest_lag_after_commit(recorded_ats: Iterable[dt.datetime]) -> None:

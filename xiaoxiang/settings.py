@@ -266,6 +266,13 @@ ALERT_DEVIATION_AWAY_MIN_M = env_int("ALERT_DEVIATION_AWAY_MIN_M", 100)
 ALERT_DEVIATION_CORRIDOR_M = env_int("ALERT_DEVIATION_CORRIDOR_M", 800)
 ALERT_OFFLINE_SECONDS = env_int("ALERT_OFFLINE_SECONDS", 180)
 ALERT_LATE_GRACE_SECONDS = env_int("ALERT_LATE_GRACE_SECONDS", 60)
+# GPS data quality (the rule: tracking/quality.py). Such points are stored, flagged, and never move the
+# live position, the ETA or alerts: accuracy worse than this many metres; an implied speed from the rider's
+# previous accepted point above this (m/s; 50 = 180 km/h); that previous point is compared only when it is
+# at most this many seconds away, so one wrong but unflagged point cannot hold the position any longer.
+GPS_MAX_ACCURACY_M = env_int("GPS_MAX_ACCURACY_M", 100)
+GPS_MAX_SPEED_MPS = env_int("GPS_MAX_SPEED_MPS", 50)
+GPS_SPEED_WINDOW_SECONDS = env_int("GPS_SPEED_WINDOW_SECONDS", 120)
 # Location events of orders created longer ago are dropped (whole partitions on PostgreSQL); completed
 # orders keep a compact trajectory (tracking/retention.py). Status, stage, ETA and alert events stay.
 TRACKING_RETENTION_DAYS = env_int("TRACKING_RETENTION_DAYS", 90)

@@ -2,9 +2,11 @@
 // and alerts, loaded through the REST API with the staff session, then kept
 // live over the order socket: points extend the path as they arrive, and any
 // other event (status, stage, alert) re-reads the trajectory and alerts.
+// Points the GPS quality rule flagged are drawn apart, as red dots off the path.
 
 import {
   ALERT_KINDS,
+  QUALITY_FLAGS,
   STAGE_LABELS,
   createMap,
   el,
@@ -53,6 +55,7 @@ async function main() {
   const summary = document.getElementById("track-summary");
   const drawn = L.layerGroup().addTo(map);
   let trajectory = { path: [], events: [] };
+  let flagged = [];
   let pathLine = null;
   let lastPoint = null;
   let replay = null;
@@ -84,7 +87,16 @@ async function main() {
   const renderSummary = () => {
     const count = trajectory.path.length;
     summary.textContent = count ? `轨迹点 ${count} 个。` : "暂无骑手轨迹。";
+    if (flagged.length) summary.textContent += ` 另有 ${flagged.length} 个定位异常点（红色，未用于位置、ETA 和预警）。`;
     root.dataset.pathLength = String(count);
+    root.dataset.flaggedPoints = String(flagged.length);
+  };
+
+  const drawFlagged = (point) => {
+    const reasons = point.flags.map((flag) => QUALITY_FLAGS[flag] || flag).join("、");
+    L.circleMarker([point.lat, point.lon], { radius: 4, color: "#d93025", weight: 1, fillColor: "#d93025", fillOpacity: 0.8 })
+      .bindTooltip(`定位异常：${reasons} · ${formatDateTime(point.time)}`)
+      .addTo(drawn);
   };
 
   const drawTrajectory = () => {
@@ -97,6 +109,7 @@ async function main() {
         .bindPopup(`最后位置 ${formatDateTime(trajectory.path[trajectory.path.length - 1].time)}`)
         .addTo(drawn);
     }
+    flagged.forEach(drawFlagged);
     for (const event of trajectory.events) {
       if (!Number.isFinite(event.lat) || !Number.isFinite(event.lon)) continue;
       L.circleMarker([event.lat, event.lon], { radius: 5, color: "#14a05a", weight: 2, fillColor: "#fff", fillOpacity: 1 })
@@ -145,6 +158,8 @@ async function main() {
       if (trajectory.path.length === 2 && !trajectory.timed && first.lat === second.lat && first.lon === second.lon) {
         trajectory.path = [first];
       }
+      flagged = trajectory.path.filter((point) => point.flags.length);
+      trajectory.path = trajectory.path.filter((point) => !point.flags.length);
     } catch (error) {
       summary.textContent = "轨迹加载失败。";
       console.warn("trajectory", error);
@@ -163,10 +178,16 @@ async function main() {
     onChange: (snapshot, event) => {
       if (!event) return;
       if (event.kind === "location" && Number.isFinite(Number(event.lat)) && event.lat !== null) {
-        const point = { lat: Number(event.lat), lon: Number(event.lon), time: new Date(event.recorded_at) };
+        const point = { lat: Number(event.lat), lon: Number(event.lon), time: new Date(event.recorded_at), flags: event.quality_flags || [] };
         // A re-read that raced with this event may hold the point already.
         const same = (entry) => entry.time && entry.time.getTime() === point.time.getTime() && entry.lat === point.lat && entry.lon === point.lon;
-        if (trajectory.path.some(same)) return;
+        if (trajectory.path.some(same) || flagged.some(same)) return;
+        if (point.flags.length) {
+          flagged.push(point);
+          drawFlagged(point);
+          renderSummary();
+          return;
+        }
         let index = trajectory.path.length;
         while (index > 0 && trajectory.path[index - 1].time > point.time) index -= 1;
         trajectory.path.splice(index, 0, point);

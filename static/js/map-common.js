@@ -17,6 +17,8 @@ export const STATUS_LABELS = {
 export const STAGE_LABELS = { picking: "拣货中", picked: "拣货完成", packed: "已打包" };
 
 export const ALERT_KINDS = { stall: "骑手停滞", deviation: "偏离路线", late: "配送超时", offline: "骑手离线" };
+// The GPS quality flags (tracking/quality.py) staff see on a trajectory's points.
+export const QUALITY_FLAGS = { accuracy: "定位精度差", zero: "坐标为 (0, 0)", speed: "速度不可能" };
 
 const TIME_FORMAT = new Intl.DateTimeFormat("zh-CN", {
   timeZone: "Asia/Shanghai",
@@ -241,7 +243,8 @@ export class SmoothMarker {
 // The trajectory endpoint's GeoJSON: LineString(s) of the rider's path plus a
 // Point per status/stage event. Times per vertex come from the LineString's
 // properties when present, else they are spread between the first and last
-// known event times so replay still runs at a sensible pace.
+// known event times so replay still runs at a sensible pace. Each point's
+// `flags` are its GPS quality flags (staff only; [] otherwise).
 export function parseTrajectory(geojson) {
   const features = (geojson && geojson.features) || [];
   const path = [];
@@ -252,11 +255,13 @@ export function parseTrajectory(geojson) {
     if (geometry.type === "LineString" || geometry.type === "MultiLineString") {
       const lines = geometry.type === "LineString" ? [geometry.coordinates] : geometry.coordinates;
       const times = props.times || props.recorded_at || props.timestamps || props.coordTimes || [];
+      const flags = Array.isArray(props.quality_flags) ? props.quality_flags : [];
       let index = 0;
       for (const line of lines) {
         for (const coordinate of line) {
           const time = parseTime(Array.isArray(times) ? times[index] : null);
-          path.push({ lat: Number(coordinate[1]), lon: Number(coordinate[0]), time });
+          const pointFlags = Array.isArray(flags[index]) ? flags[index] : [];
+          path.push({ lat: Number(coordinate[1]), lon: Number(coordinate[0]), time, flags: pointFlags });
           index += 1;
         }
       }

@@ -21,13 +21,17 @@ def _trajectory(api, user, order) -> dict:
     return json.loads(response.content)
 
 
+# 11 m between points a fraction of a second apart: a plausible ride (the GPS quality rule flags impossible speeds).
+STEP = 0.0001
+
+
 def _drive(api, rider, order) -> list[dict]:
     start = timezone.now()
     points = [
         point(
             f"t-{index}",
             at=start + dt.timedelta(microseconds=100 * index),
-            lat=31.188123 + index * 0.001,
+            lat=31.188123 + index * STEP,
             lon=121.437456,
         )
         for index in range(4)
@@ -49,7 +53,7 @@ def test_the_rider_sees_the_full_path_and_every_event(api, rider, make_order):
     assert path["type"] == "Feature"
     assert path["geometry"] == {
         "type": "LineString",
-        "coordinates": [[121.437456, round(31.188123 + index * 0.001, 6)] for index in range(4)],
+        "coordinates": [[121.437456, round(31.188123 + index * STEP, 6)] for index in range(4)],
     }
     assert path["properties"]["times"] == [item["recorded_at"] for item in points]
     assert path["properties"]["kind"] == "path"
@@ -74,7 +78,7 @@ def test_the_customer_sees_coordinates_at_4_decimals(api, customer, rider, make_
 
     path, *events = _trajectory(api, customer, order)["features"]
 
-    assert path["geometry"]["coordinates"] == [[121.4375, round(31.188123 + index * 0.001, 4)] for index in range(4)]
+    assert path["geometry"]["coordinates"] == [[121.4375, round(31.188123 + index * STEP, 4)] for index in range(4)]
     for feature in events:
         lon, lat = feature["geometry"]["coordinates"]
         assert (round(lon, 4), round(lat, 4)) == (lon, lat)

@@ -18,6 +18,7 @@ import pytest
 from django.db import connection
 
 from tests.conftest import IN_CI, PASSWORD
+from xiaoxiang.geo import haversine_m
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -30,6 +31,9 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 PHONE = {"width": 390, "height": 844}
+# Tests move a rider in jumps of hundreds of metres seconds apart; a phone's fixes are as far apart in
+# device time as the ride at this speed, or the GPS quality rule flags them as impossible (tracking/quality.py).
+RIDE_SPEED_MPS = 40
 DESKTOP = {"width": 1280, "height": 800}
 
 
@@ -145,14 +149,23 @@ class RiderApp:
         assert response.status_code == 200, response.text
         self.client.headers["Authorization"] = f"Bearer {response.json()['access']}"
         self.sent = 0
+        self.last: tuple[float, float, dt.datetime] | None = None
 
-    def report(self, lat: float, lon: float, *, recorded_at: dt.datetime | None = None) -> None:
+    def report(self, lat: float, lon: float, *, recorded_at: dt.datetime | None = None, **extra: Any) -> None:
         self.sent += 1
+        if recorded_at is None:
+            recorded_at = dt.datetime.now(dt.UTC)
+            if self.last is not None:
+                last_lat, last_lon, last_at = self.last
+                ride = dt.timedelta(seconds=haversine_m(last_lat, last_lon, lat, lon) / RIDE_SPEED_MPS)
+                recorded_at = max(recorded_at, last_at + ride)
+        self.last = (lat, lon, recorded_at)
         point = {
             "client_id": f"test-{self.sent}-{lat}-{lon}",
             "lat": lat,
             "lon": lon,
-            "recorded_at": (recorded_at or dt.datetime.now(dt.UTC)).isoformat(),
+            "recorded_at": recorded_at.isoformat(),
+            **extra,
         }
         response = self.client.post("/api/rider/locations/", json={"points": [point]})
         assert response.status_code == 200, response.text

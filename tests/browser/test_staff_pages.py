@@ -1,5 +1,6 @@
 """Staff in real Chromium: the live operations map and the admin order page's trajectory."""
 
+import datetime as dt
 import re
 
 import pytest
@@ -70,6 +71,36 @@ def test_ops_map_moves_riders_live_and_lists_alerts(daphne_server, open_page, ri
     expect(page.locator("#track-alerts")).to_contain_text("骑手已 5 分钟未移动")  # resolved, still in history
     expect(page.locator("#order-track-map .leaflet-interactive").first).to_be_visible()
     watch.screenshot("admin-order-desktop")
+
+
+def test_the_admin_order_map_shows_flagged_points_apart_with_their_reasons(
+    daphne_server, open_page, rider_app, make_order
+):
+    make_user("boss", is_staff=True, is_superuser=True)
+    order = in_thread(make_order, "delivering")
+    phone = rider_app("rita")
+    phone.report(31.1900, 121.4400, accuracy=8.0)
+    phone.report(31.1901, 121.4401, accuracy=900.0)  # a vague fix: stored, flagged
+    phone.report(31.1903, 121.4402, accuracy=8.0)
+
+    watch = open_page(DESKTOP)
+    page = watch.page
+    log_in(watch, daphne_server.url, "boss", next_path=f"/admin/orders/order/{order.id}/change/")
+    root = page.locator("#order-track")
+    expect(page.locator("#track-summary")).to_contain_text("轨迹点 2 个", timeout=WAIT_MS)
+    expect(page.locator("#track-summary")).to_contain_text("另有 1 个定位异常点")
+    expect(root).to_have_attribute("data-flagged-points", "1")
+    page.wait_for_function("document.getElementById('order-track').dataset.live === 'live'", timeout=WAIT_MS)
+
+    # Live: a fix at (0, 0) joins the flagged dots, the path stays as it was.
+    phone.report(0.0, 0.0, recorded_at=dt.datetime.now(dt.UTC))
+    expect(root).to_have_attribute("data-flagged-points", "2", timeout=PUSH_OR_REFRESH_MS)
+    expect(root).to_have_attribute("data-path-length", "2")
+    red = page.locator("#order-track-map path.leaflet-interactive[stroke='#d93025']")
+    expect(red).to_have_count(2)
+    red.first.dispatch_event("mouseover")  # the rider marker lies on top of it
+    expect(page.locator(".leaflet-tooltip")).to_contain_text("定位精度差")
+    watch.screenshot("admin-order-flagged-points")
 
 
 def test_ops_map_is_staff_only(daphne_server, open_page, customer):

@@ -103,7 +103,7 @@ def test_rider_moves_reach_every_ops_socket_as_one_frame_per_flush(make_order, s
                     client_id=f"flush-{user.pk}-{step}",
                     lat=base + step / 1000,
                     lon=121.44,
-                    recorded_at=now + dt.timedelta(seconds=step),
+                    recorded_at=now + dt.timedelta(seconds=5 * step),  # 111 m in 5 s: a plausible ride
                 )
                 await database_sync_to_async(location_points_ingest)(rider_user=user, points=[(0, point)])
         for ws in (first, second):

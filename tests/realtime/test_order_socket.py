@@ -330,7 +330,8 @@ def test_batch_of_points_is_one_event_per_version_in_order(make_order, customer,
     async def body():
         ws = await open_with_session(f"/ws/orders/{order.id}/", customer)
         await receive(ws)
-        points = [_point(f"b{i}", 31.19 + i / 1000, 121.44, seconds_ago=30 - i) for i in range(5)]
+        # 111 m each 5 s: a plausible ride (tracking/quality.py flags impossible speeds).
+        points = [_point(f"b{i}", 31.19 + i / 1000, 121.44, seconds_ago=30 - 5 * i) for i in range(5)]
         await database_sync_to_async(_ingest)(rider, *points)
         frames = [await receive(ws) for _ in range(5)]
         assert [frame["version"] for frame in frames] == [7, 8, 9, 10, 11]

@@ -107,4 +107,35 @@ def test_partitioning_migrates_a_table_with_data(scratch_database):
         assert cursor.rowcount == 0
     cursor.execute("SELECT count(*) FROM order_tracking")
     assert cursor.fetchone() == (ORDERS * EVENTS_PER_ORDER,)
+    # 0007: every existing point is unflagged, and every partition has the column, also one pg_partman
+    # makes afterwards (a week further ahead), where a flagged point is stored like anywhere else.
+    cursor.execute("SELECT count(*) FROM order_tracking WHERE quality_flags = ''")
+    assert cursor.fetchone() == (ORDERS * EVENTS_PER_ORDER,)
+    cursor.execute("UPDATE partman.part_config SET premake = 14 WHERE parent_table = 'public.order_tracking'")
+    cursor.execute("SELECT partman.run_maintenance('public.order_tracking')")
+    cursor.execute(PARTITIONS_WITHOUT_FLAGS_SQL)
+    partitions, without = cursor.fetchone()
+    assert (partitions > ORDERS + 7, without) == (True, 0)
+    cursor.execute(
+        "INSERT INTO orders (id, status, total_amount, create_time, update_time, stage, delivery_address,"
+        " delivery_lat, delivery_lon, promised_at, version, user_id, warehouse_id)"
+        " VALUES ('later', 3, 10, now() + interval '12 days', now(), '', 'x', 'x', 'x', now(), 1, 1, 1)"
+    )
+    cursor.execute(
+        "INSERT INTO order_tracking (id, order_id, order_created_at, status, kind, stage, address, operator_id,"
+        " recorded_at, version, geohash, client_id, data, create_time, quality_flags) SELECT 'flagged', id,"
+        " create_time, 3, 'location', '', '', '', now(), 1, '', 'c-1', '{}', now(), 'zero' FROM orders"
+        " WHERE id = 'later' RETURNING tableoid::regclass::text, quality_flags"
+    )
+    table, flags = cursor.fetchone()
+    assert (table != "order_tracking_default", flags) == (True, "zero")
     database.close()
+
+
+# Partitions of order_tracking, and how many of them lack quality_flags.
+PARTITIONS_WITHOUT_FLAGS_SQL = """
+SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
+    SELECT 1 FROM pg_attribute WHERE attrelid = inhrelid AND attname = 'quality_flags' AND NOT attisdropped
+))
+FROM pg_inherits WHERE inhparent = 'order_tracking'::regclass
+"""

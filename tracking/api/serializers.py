@@ -14,7 +14,8 @@ from rest_framework.exceptions import ValidationError
 
 from orders.models import STATUS_NAMES, Order, OrderStatus
 from tracking.models import TrackingEvent
-from tracking.role_views import path_visible, position_digits
+from tracking.quality import flags_read
+from tracking.role_views import flagged_points_visible, path_visible, position_digits
 from tracking.services import LocationPoint, location_max_future
 from tracking.snapshot import timeline_entry
 from xiaoxiang.api import StrictFloatField
@@ -202,7 +203,8 @@ class FeatureSerializer(serializers.Serializer):
     geometry = GeometrySerializer()
     properties = serializers.DictField(
         help_text=(
-            "The path: kind=path, times (recorded_at of each vertex). "
+            "The path: kind=path, times (recorded_at of each vertex); for staff also quality_flags (each "
+            "vertex's GPS quality flags, [] when the point is fit to be a position). "
             "An event: kind (status or stage), status, status_name, stage, label, time, version."
         )
     )
@@ -213,7 +215,7 @@ class FeatureCollectionSerializer(serializers.Serializer):
     features = FeatureSerializer(many=True)
 
 
-PATH_PROPERTIES = ["kind", "times", "started_at", "ended_at"]
+PATH_PROPERTIES = ["kind", "times", "started_at", "ended_at", "quality_flags"]
 EVENT_PROPERTIES = ["kind", "status", "status_name", "stage", "label", "time", "version"]
 
 
@@ -224,40 +226,46 @@ def trajectory_geojson(*, order: Order, role: str, path: list[tuple], timeline: 
     stage event is a Point where it happened (its own coordinates, else the
     rider's last point before it, else the warehouse). Customers see the path
     only once the order is dispatched, and every coordinate at 4 decimals.
+    `path` is order_path's: points the GPS quality rule flagged come only for
+    staff, who see every vertex's flags; events are placed at the rider's
+    last point fit to be a position.
     """
     digits = position_digits(role)
     if not path_visible(role, dispatched=order.dispatched_at is not None):
         path = []
+    with_flags = flagged_points_visible(role)
 
     def position(lat: Decimal | float, lon: Decimal | float) -> list[float]:
         return [round(float(lon), digits), round(float(lat), digits)]
 
     features: list[dict[str, Any]] = []
     if path:
-        coordinates = [position(lat, lon) for lat, lon, _ in path]
+        coordinates = [position(lat, lon) for lat, lon, _, _ in path]
         if len(coordinates) == 1:
             # A LineString needs two positions; a degenerate one keeps the feature's type stable for clients.
             coordinates.append(coordinates[0])
-        features.append(
-            {
-                "id": "path",
-                "geometry": {"type": "LineString", "coordinates": coordinates},
-                "kind": "path",
-                "times": [recorded_at.isoformat() for _, _, recorded_at in path],
-                "started_at": path[0][2].isoformat(),
-                "ended_at": path[-1][2].isoformat(),
-            }
-        )
+        line = {
+            "id": "path",
+            "geometry": {"type": "LineString", "coordinates": coordinates},
+            "kind": "path",
+            "times": [recorded_at.isoformat() for _, _, recorded_at, _ in path],
+            "started_at": path[0][2].isoformat(),
+            "ended_at": path[-1][2].isoformat(),
+        }
+        if with_flags:
+            line["quality_flags"] = [flags_read(flags) for _, _, _, flags in path]
+        features.append(line)
 
     warehouse = (order.warehouse.latitude, order.warehouse.longitude)
-    path_index = 0
+    positions = [point for point in path if not point[3]]
+    position_index = 0
     for event in sorted(timeline, key=lambda event: (event.recorded_at, event.version)):
-        while path_index < len(path) and path[path_index][2] <= event.recorded_at:
-            path_index += 1
+        while position_index < len(positions) and positions[position_index][2] <= event.recorded_at:
+            position_index += 1
         if event.latitude is not None and event.longitude is not None:
             where = (event.latitude, event.longitude)
-        elif path_index:
-            where = path[path_index - 1][:2]
+        elif position_index:
+            where = positions[position_index - 1][:2]
         else:
             where = warehouse
         entry = timeline_entry(kind=event.kind, status=event.status, stage=event.stage, time=event.recorded_at)

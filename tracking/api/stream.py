@@ -66,6 +66,14 @@ class StreamEventSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     operator_type = serializers.IntegerField(allow_null=True)
     data = serializers.DictField()
+    quality_flags = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text=(
+            "Staff only: why a location event is not trusted as a position (`accuracy`, `zero`, `speed`; "
+            "tracking/quality.py), [] when it is. Others get a flagged point with lat and lon null."
+        ),
+    )
 
 
 class StreamPageSerializer(serializers.Serializer):

@@ -10,6 +10,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from orders import selectors as order_selectors
 from tracking import selectors
 from tracking.api import serializers as tracking_io
+from tracking.role_views import flagged_points_visible
 from tracking.services import location_points_ingest
 from xiaoxiang import metrics
 from xiaoxiang.api import JsonApiView, LenientJSONParser, error_responses
@@ -80,7 +81,8 @@ class OrderTrajectoryApi(JsonApiView):
         description=(
             "A FeatureCollection: the rider's path as a LineString in recorded_at order (`times` per vertex), "
             "plus a Point per status and stage event with its time and label. Customers see coordinates at "
-            "4 decimals and the path only once the order is dispatched."
+            "4 decimals and the path only once the order is dispatched. Only staff see the points the GPS "
+            "quality rule flagged, with `quality_flags` per vertex (`accuracy`, `zero`, `speed`; [] when fine)."
         ),
         responses={
             (200, GEOJSON_MEDIA_TYPE): OpenApiResponse(tracking_io.FeatureCollectionSerializer),
@@ -89,10 +91,11 @@ class OrderTrajectoryApi(JsonApiView):
     )
     def get(self, request: Request, order_id: str) -> HttpResponse:
         order = order_selectors.order_get_for_user(user=request.user, order_id=order_id)
+        role = order_selectors.viewer_role(user=request.user, order=order)
         content = tracking_io.trajectory_geojson(
             order=order,
-            role=order_selectors.viewer_role(user=request.user, order=order),
-            path=selectors.order_path(order=order),
+            role=role,
+            path=selectors.order_path(order=order, with_flagged=flagged_points_visible(role)),
             timeline=selectors.order_timeline(order=order),
         )
         return HttpResponse(content, content_type=GEOJSON_MEDIA_TYPE)
