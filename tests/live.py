@@ -114,6 +114,27 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def start_redis(tmp_dir: Path, port: int | None = None) -> LiveServer:
+    """A throwaway redis-server of this test's own (never the shared one): fault tests may stop it.
+
+    Restart one on the same `port` to bring a stopped one back.
+    """
+    port = port or free_port()
+    log_path = tmp_dir / f"redis-{port}.log"
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp_dir,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, process)
+    except RuntimeError:
+        process.kill()
+        raise RuntimeError(log_path.read_text()) from None
+    return LiveServer(port=port, process=process, log_path=log_path)
+
+
 @pytest.fixture(scope="session")
 def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[LiveServer]:
     """Daphne (HTTP + WebSocket) on the test database, for the whole session."""

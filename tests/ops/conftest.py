@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import ROOT, free_port, server_env
+from tests.live import ROOT, LiveServer, free_port, server_env
 
 METRICS_TOKEN = "scraper-token-for-tests"
 PROCESSES = ("nginx", "web", "ws", "worker", "beat")  # the Procfile without the demo simulator
@@ -27,28 +27,36 @@ SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\
 
 
 @dataclass
-class Topology:
-    port: int
+class Topology(LiveServer):
+    """The topology behind nginx: `port` is nginx's, `process` is honcho, `log_path` its log."""
+
     web_port: int
     ws_port: int
     worker_metrics_port: int
-    process: subprocess.Popen
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     @property
     def metrics_ports(self) -> dict[str, int]:
         return {"web": self.web_port, "ws": self.ws_port, "worker": self.worker_metrics_port}
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def pids(self, *words: str) -> list[int]:
+        """This topology's processes (honcho's process group) with each of `words` as an argument."""
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                argv = (proc / "cmdline").read_bytes().decode().split("\0")
+                ours = os.getpgid(int(proc.name)) == self.process.pid
+            except OSError:  # gone meanwhile
+                continue
+            if ours and set(words) <= set(argv):
+                found.append(int(proc.name))
+        return found
+
+    def main_pid(self, *words: str) -> int:
+        """The one process of those `pids` finds whose parent is not one of them (a pool's parent)."""
+        pids = self.pids(*words)
+        parents = {pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in pids}
+        (main,) = [pid for pid, parent in parents.items() if parent not in parents]
+        return main
 
     def samples(self, role: str) -> dict[tuple[str, str], float]:
         """One process's /metrics as {(name, labels): value}."""
@@ -122,19 +130,21 @@ def topology_stop(topology: Topology) -> None:
     topology.process.wait()
 
 
+@pytest.fixture(scope="module")
+def topology_env() -> dict[str, str]:
+    """Extra environment variables of the topology; a test module overrides this fixture to set some."""
+    return {}
+
+
 # Per module, not per session: its worker and beat run ETA and alert jobs,
 # which would add events to other tests' orders.
 @pytest.fixture(scope="module")
-def topology(request, django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Topology]:
-    """nginx + gunicorn + Daphne + Celery worker and beat, with the jobs on (ETAs, alerts).
-
-    A test module may add environment variables in a module-level TOPOLOGY_ENV dict.
-    """
+def topology(topology_env, django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Topology]:
+    """nginx + gunicorn + Daphne + Celery worker and beat, with the jobs on (ETAs, alerts)."""
     from tests.jobs.test_production import _purge_broker
 
-    extra = getattr(request.module, "TOPOLOGY_ENV", {})
     with django_db_blocker.unblock():
         _purge_broker()
-        started = topology_start(tmp_path_factory.mktemp("topology"), TRACKING_JOBS_ENABLED="true", **extra)
+        started = topology_start(tmp_path_factory.mktemp("topology"), TRACKING_JOBS_ENABLED="true", **topology_env)
     yield started
     topology_stop(started)
