@@ -39,24 +39,26 @@ class Topology(LiveServer):
         return {"web": self.web_port, "ws": self.ws_port, "worker": self.worker_metrics_port}
 
     def pids(self, *words: str) -> list[int]:
-        """This topology's processes (honcho's process group) with each of `words` as an argument."""
-        found = []
+        """honcho's descendants (each Procfile process leads a session of its own) with these arguments."""
+        children: dict[int, list[int]] = {}
         for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                argv = (proc / "cmdline").read_bytes().decode().split("\0")
-                ours = os.getpgid(int(proc.name)) == self.process.pid
-            except OSError:  # gone meanwhile
-                continue
-            if ours and set(words) <= set(argv):
-                found.append(int(proc.name))
+            with contextlib.suppress(OSError):  # gone meanwhile
+                children.setdefault(_parent(int(proc.name)), []).append(int(proc.name))
+        found, pending = [], list(children.get(self.process.pid, []))
+        while pending:
+            pid = pending.pop()
+            pending += children.get(pid, [])
+            with contextlib.suppress(OSError):
+                if set(words) <= set(Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")):
+                    found.append(pid)
         return found
 
     def main_pid(self, *words: str) -> int:
-        """The one process of those `pids` finds whose parent is not one of them (a pool's parent)."""
+        """The one process `pids` finds whose parent it does not find (a pool's parent, not its children)."""
         pids = self.pids(*words)
-        parents = {pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in pids}
-        (main,) = [pid for pid, parent in parents.items() if parent not in parents]
-        return main
+        mains = [pid for pid in pids if _parent(pid) not in pids]
+        assert len(mains) == 1, {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in mains}
+        return mains[0]
 
     def samples(self, role: str) -> dict[tuple[str, str], float]:
         """One process's /metrics as {(name, labels): value}."""
@@ -72,6 +74,11 @@ class Topology(LiveServer):
             if match:
                 found[(match["name"], match["labels"] or "")] = float(match["value"])
         return found
+
+
+def _parent(pid: int) -> int:
+    # /proc/<pid>/stat: "pid (command) state ppid ...", the command may hold spaces and parentheses.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _up(topology: Topology) -> bool:
