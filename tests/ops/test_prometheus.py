@@ -43,6 +43,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from orders.models import Order
+from tests.conftest import make_rider
 from tests.live import ROOT, LiveServer, free_port, start_redis, stop
 from tests.live import test_database_url as database_url
 from tests.ops.conftest import METRICS_TOKEN, Topology
@@ -201,6 +202,11 @@ def prometheus(topology, tmp_path_factory) -> Iterator[Prometheus]:
     stop(process)
 
 
+def quiet(prometheus: Prometheus, *names: str) -> None:
+    """Wait until the alert rules `names` are inactive: what follows is what raises them."""
+    wait_until(lambda: not set(names) & set(prometheus.alerts()), timeout=30, what=f"{names} inactive")
+
+
 def raised(prometheus: Prometheus, name: str, *, timeout: float = 30) -> str:
     """Wait until alert rule `name` is pending or firing (its `for:` is minutes); the evidence line."""
     alert = wait_until(lambda: prometheus.alerts().get(name), timeout=timeout, what=f"alert {name} pending")
@@ -282,6 +288,7 @@ def test_every_metric_moves_under_load_and_every_dashboard_and_rule_expression_e
         "sockets_open": prometheus.scalar("sum(xiaoxiang_ws_connections_open)"),
         **gauges(prometheus),
     }
+    quiet(prometheus, "XiaoxiangNoPointsWhileDelivering")
     order = make_order("delivering")
     headers = {"Authorization": f"Bearer {AccessToken.for_user(rider)}"}
     # Before the first point: an order is delivering and nothing has been ingested.
@@ -455,7 +462,7 @@ def stopped(pid: int) -> Iterator[None]:
 
 
 def test_failures_move_the_failure_metrics_and_raise_their_alert_rules(
-    topology: Topology, prometheus, channel_shard, make_order, customer, rider, other_rider
+    topology: Topology, prometheus, channel_shard, make_order, customer, rider, groups
 ):
     evidence = []
     sockets = contextlib.ExitStack()
@@ -501,6 +508,7 @@ def test_failures_move_the_failure_metrics_and_raise_their_alert_rules(
     # (the point itself is committed), the shard comes back, and the sockets' repairs of the lost
     # version wait on the database while the order's next points keep arriving: they queue up in
     # the Daphne process, the backlog.
+    quiet(prometheus, "XiaoxiangPublishDrops", "XiaoxiangRepairsRising")
     failures = prometheus.scalar("sum(xiaoxiang_channel_publish_failures_total)")
     repairs = prometheus.scalar("sum(xiaoxiang_channel_repairs_total)")
     backlog = prometheus.scalar("max(xiaoxiang_channel_backlog)")
@@ -545,6 +553,7 @@ def test_failures_move_the_failure_metrics_and_raise_their_alert_rules(
 
     # 2. A stalled Daphne (a long GC pause, a starved CPU): the points published meanwhile wait in
     # its Redis connection and reach the sockets seconds late.
+    quiet(prometheus, "XiaoxiangSocketDeliveryLatencyHigh")
     with stopped(topology.main_pid("xiaoxiang.asgi:application")):
         assert post(points(1)) == 1
         time.sleep(3)
@@ -554,7 +563,10 @@ def test_failures_move_the_failure_metrics_and_raise_their_alert_rules(
     evidence.append(raised(prometheus, "XiaoxiangSocketDeliveryLatencyHigh"))
 
     # 3. A stalled Celery worker: the alert jobs of a late order queue up in the broker; its scrape fails.
-    late = make_order("delivering", assigned=other_rider)
+    # The order is a new rider's (one more rider online).
+    quiet(prometheus, "XiaoxiangJobBacklogGrowing", "XiaoxiangTargetDown")
+    riders = prometheus.scalar("max(xiaoxiang_riders_online)")
+    late = make_order("delivering", assigned=make_rider("rhea", groups))
     Order.objects.filter(pk=late.pk).update(promised_at=timezone.now() - dt.timedelta(minutes=10))
     queue = prometheus.scalar("max(xiaoxiang_celery_queue_length)")
     alerts = prometheus.scalar(f'max(xiaoxiang_alerts_open{{kind="{AlertKind.LATE}"}})')
@@ -574,16 +586,19 @@ def test_failures_move_the_failure_metrics_and_raise_their_alert_rules(
         lambda: (
             prometheus.scalar("max(xiaoxiang_celery_queue_length)") <= queue
             and prometheus.scalar(f'max(xiaoxiang_alerts_open{{kind="{AlertKind.LATE}"}})') == alerts + 1
+            and prometheus.scalar("max(xiaoxiang_riders_online)") == riders + 1
         ),
         timeout=60,
         what="the queue drained and the late order's alert open",
     )
     evidence += [
         moved("xiaoxiang_celery_queue_length", queue, peak, queue),
+        moved("xiaoxiang_riders_online", riders, riders + 1),
         moved('xiaoxiang_alerts_open{kind="late"}', alerts, alerts + 1),
     ]
 
     # 4. The rider's phone, offline for over a minute, uploads what it recorded meanwhile.
+    quiet(prometheus, "XiaoxiangRiderLagHigh")
     time.sleep(max(0.0, 75 - (timezone.now() - offline_from).total_seconds()))
     buffered = points(5, recorded_ago=(timezone.now() - offline_from).total_seconds())
     assert post(buffered) == 5
