@@ -200,7 +200,8 @@ def quiet(prometheus: Prometheus, *names: str) -> None:
 def raised(prometheus: Prometheus, name: str, *, timeout: float = 30) -> str:
     """Wait until alert rule `name` is pending or firing (its `for:` is minutes); the evidence line."""
     alert = wait_until(lambda: prometheus.alerts().get(name), timeout=timeout, what=f"alert {name} pending")
-    return f"{name:<48} inactive -> {alert['state']} (value {float(alert['value']):g})"
+    job = f", job {alert['labels']['job']}" if "job" in alert["labels"] else ""
+    return f"{name:<48} inactive -> {alert['state']} (value {float(alert['value']):g}{job})"
 
 
 def moved(name: str, *values: float) -> str:
