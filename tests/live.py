@@ -123,15 +123,18 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def wait_until(predicate: Callable[[], object], *, timeout: float, what: str) -> object:
-    """Poll `predicate` until it returns something true (returned), or fail after `timeout` seconds."""
+def wait_until(predicate: Callable[[], object], *, timeout: float, what: str | Callable[[], str]) -> object:
+    """Poll `predicate` until it returns something true (returned), or fail after `timeout` seconds.
+
+    `what` names what was awaited in the failure; a callable is asked then (to say what is still missing).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
 
 
 @pytest.fixture(scope="session")
