@@ -94,7 +94,8 @@ FAILURE_METRICS = [
     "xiaoxiang_celery_queue_length",
     "xiaoxiang_alerts_open",
 ]
-# The channel layer's hosts: the shared Redis, and (index 1) this module's own, which a test takes down.
+# The channel layer's two hosts: the shared Redis, and (index SHARD) this module's own, which a test takes down.
+LAYER_HOSTS = 2
 SHARD = 1
 
 
@@ -145,7 +146,7 @@ def channel_shard(tmp_path_factory) -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def topology_env(channel_shard) -> dict[str, str]:
     hosts = [settings.REDIS_URL, f"redis://127.0.0.1:{channel_shard.port}/0"]
-    assert hosts[SHARD].endswith(f":{channel_shard.port}/0")
+    assert len(hosts) == LAYER_HOSTS and hosts[SHARD].endswith(f":{channel_shard.port}/0")
     # Sockets glance for lost publishes every second here (5 s by default), so the repairs show quickly.
     return {"WS_CATCH_UP_SECONDS": "1", "CHANNEL_LAYER_HOSTS": ",".join(hosts)}
 
@@ -428,7 +429,17 @@ def test_every_metric_moves_under_load_and_every_dashboard_and_rule_expression_e
 def layer_shard(group: str) -> int:
     """The channel-layer host of a group: the consistent hash channels-redis and xiaoxiang.push place it by."""
     prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
-    return _consistent_hash(f"{prefix}__group__{group}", 2)
+    return _consistent_hash(f"{prefix}__group__{group}", LAYER_HOSTS)
+
+
+def order_on_shard(make_order) -> Order:
+    """A delivering order whose group lives on this module's own Redis shard (about one order in two does)."""
+    for _ in range(20):
+        order = make_order("delivering")
+        if layer_shard(order_group(order.pk)) == SHARD:
+            return order
+        order.delete()
+    raise AssertionError("20 orders and none on the shard")
 
 
 @contextlib.contextmanager
@@ -455,12 +466,15 @@ def stopped(pid: int) -> Iterator[None]:
 
 
 def test_failures_move_the_failure_metrics_and_raise_their_alert_rules(
-    topology: Topology, prometheus, channel_shard, make_order, customer, rider, groups
+    request, topology: Topology, prometheus, channel_shard, make_order, customer, rider, groups
 ):
     evidence = []
     sockets = contextlib.ExitStack()
-    client = httpx.Client(
-        base_url=topology.url, headers={"Authorization": f"Bearer {AccessToken.for_user(rider)}"}, timeout=30
+    request.addfinalizer(sockets.close)
+    client = sockets.enter_context(
+        httpx.Client(
+            base_url=topology.url, headers={"Authorization": f"Bearer {AccessToken.for_user(rider)}"}, timeout=30
+        )
     )
 
     def post(batch: dict) -> int:
@@ -484,12 +498,7 @@ def test_failures_move_the_failure_metrics_and_raise_their_alert_rules(
     def current_version(order: Order) -> int:
         return Order.objects.get(pk=order.pk).version
 
-    # The order's group lives on this module's own Redis shard (about one order in two does).
-    order = next(
-        candidate
-        for candidate in (make_order("delivering") for _ in range(20))
-        if layer_shard(order_group(candidate.pk)) == SHARD or candidate.delete() is None
-    )
+    order = order_on_shard(make_order)
     assert post(points(1)) == 1  # the snapshot cache is warm: the next points advance it without a rebuild
     offline_from = timezone.now()  # the rider's phone keeps points from here for the last part
     watchers = [sockets.enter_context(watcher(order)) for _ in range(8)]
@@ -597,6 +606,4 @@ def test_failures_move_the_failure_metrics_and_raise_their_alert_rules(
     buffered = points(5, recorded_ago=(timezone.now() - offline_from).total_seconds())
     assert post(buffered) == 5
     evidence.append(raised(prometheus, "XiaoxiangRiderLagHigh"))
-    sockets.close()
-    client.close()
     print(*evidence, sep="\n")
