@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,23 +86,32 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_daphne(tmp_dir: Path, **env: str) -> LiveServer:
-    port = free_port()
-    log_path = tmp_dir / f"daphne-{port}.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "xiaoxiang.asgi:application"],
-        cwd=ROOT,
-        env=server_env(**env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+def start_listening(name: str, argv: list[str], port: int, tmp_dir: Path, **popen) -> LiveServer:
+    """Start a server process logging to tmp_dir/<name>-<port>.log; return once it listens on `port`."""
+    log_path = tmp_dir / f"{name}-{port}.log"
+    process = subprocess.Popen(argv, stdout=log_path.open("w"), stderr=subprocess.STDOUT, **popen)
     try:
         wait_for_port(port, process)
     except RuntimeError:
         process.kill()
         raise RuntimeError(log_path.read_text()) from None
     return LiveServer(port=port, process=process, log_path=log_path)
+
+
+def start_daphne(tmp_dir: Path, **env: str) -> LiveServer:
+    port = free_port()
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "xiaoxiang.asgi:application"]
+    return start_listening("daphne", argv, port, tmp_dir, cwd=ROOT, env=server_env(**env))
+
+
+def start_redis(tmp_dir: Path, port: int | None = None) -> LiveServer:
+    """A throwaway redis-server of this test's own (never the shared one): fault tests may stop it.
+
+    Restart one on the same `port` to bring a stopped one back.
+    """
+    port = port or free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    return start_listening("redis", argv, port, tmp_dir, cwd=tmp_dir)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -112,6 +121,20 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float, what: str | Callable[[], str]) -> object:
+    """Poll `predicate` until it returns something true (returned), or fail after `timeout` seconds.
+
+    `what` names what was awaited in the failure; a callable is asked then (to say what is still missing).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
 
 
 @pytest.fixture(scope="session")

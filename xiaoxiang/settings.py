@@ -147,7 +147,9 @@ if REDIS_URL:
             # (channels-redis's RedisPubSubChannelLayer, going on without Redis while it is away.)
             "BACKEND": "xiaoxiang.layers.PubSubChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL}],
+                # More hosts shard the layer: channels and groups are placed by
+                # consistent hash (the publisher in xiaoxiang.push uses the same).
+                "hosts": [{"address": address} for address in env_list("CHANNEL_LAYER_HOSTS", [REDIS_URL])],
                 # Redis pub/sub channels ignore the database number: name the
                 # database in the prefix, so deployments (or test runs) sharing
                 # a Redis server on different databases never hear each other.

@@ -18,7 +18,7 @@ import websockets
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tests.faults.servers import RedisServer, process_alive, topology_pids
+from tests.live import start_redis, stop
 from tests.ops.conftest import topology_start, topology_stop
 from tracking.models import TrackingEvent
 
@@ -88,12 +88,11 @@ async def watch(
 
 def test_redis_killed_for_10_s_under_rider_traffic(tmp_path, make_order, customer, rider):
     order = make_order("delivering")
-    redis_server = RedisServer(tmp_path)
-    topology = topology_start(
-        tmp_path, processes=("nginx", "web", "ws", "beat"), REDIS_URL=redis_server.url, TRACKING_JOBS_ENABLED="true"
-    )
+    servers = [start_redis(tmp_path)]  # then the same port again, after the outage
+    port = servers[0].port
+    topology = topology_start(tmp_path, REDIS_URL=f"redis://127.0.0.1:{port}/0", TRACKING_JOBS_ENABLED="true")
     try:
-        worker = topology_pids(topology, "celery", "beat")
+        worker = topology.main_pid("worker")
         rider_client = Rider(topology.url, bearer(rider))
         token = str(AccessToken.for_user(customer))
         versions: dict[int, int] = {}
@@ -112,7 +111,8 @@ def test_redis_killed_for_10_s_under_rider_traffic(tmp_path, make_order, custome
             async with httpx.AsyncClient(base_url=topology.url, timeout=15) as client:
                 rider_client.start()
                 await asyncio.sleep(3)
-                redis_server.kill()
+                servers[0].process.kill()  # SIGKILL: connections drop without a goodbye, as in a crash
+                servers[0].process.wait()
                 timeline["killed"] = time.monotonic()
                 while time.monotonic() - timeline["killed"] < OUTAGE_SECONDS:
                     reads.append((await client.get(f"/api/orders/{order.pk}/", headers=bearer(customer))).status_code)
@@ -125,7 +125,7 @@ def test_redis_killed_for_10_s_under_rider_traffic(tmp_path, make_order, custome
                     await asyncio.sleep(0.5)
                 rider_client.stopping.set()
                 await asyncio.to_thread(rider_client.join, 20)
-                redis_server.start()
+                servers.append(start_redis(tmp_path, port=port))
                 timeline["back"] = time.monotonic()
                 # Every watcher on the REST version: how long after Redis came back.
                 rest_version = None
@@ -165,7 +165,10 @@ def test_redis_killed_for_10_s_under_rider_traffic(tmp_path, make_order, custome
         assert stored == set(accepted)
         assert versions == dict.fromkeys(range(WATCHERS), rest_version)
         assert converged_after <= 10
-        assert process_alive(worker), f"the Celery worker died:\n{topology.log()[-3000:]}"
+        assert topology.pids("worker") and topology.main_pid("worker") == worker, (
+            f"the Celery worker died:\n{topology.log()[-3000:]}"
+        )
     finally:
         topology_stop(topology)
-        redis_server.stop()
+        for server in servers:
+            stop(server.process)

@@ -30,7 +30,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from orders.models import Order
 from tests.jobs.conftest import backdate, toward_home
-from tests.live import ROOT, LiveServer, server_env, start_daphne, stop
+from tests.live import ROOT, LiveServer, server_env, start_daphne, stop, wait_until
 from tracking import tasks
 from tracking.models import Alert, TrackingEvent
 from xiaoxiang.celery import app
@@ -112,16 +112,6 @@ def worker(tmp_path) -> Iterator[subprocess.Popen]:
 
 def token(user) -> str:
     return str(AccessToken.for_user(user))
-
-
-def wait_until(predicate: Callable[[], object], *, timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 async def socket(url: str, access: str):

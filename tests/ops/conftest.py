@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import ROOT, free_port, server_env
+from tests.live import ROOT, LiveServer, free_port, server_env
 
 METRICS_TOKEN = "scraper-token-for-tests"
 PROCESSES = ("nginx", "web", "ws", "worker", "beat")  # the Procfile without the demo simulator
@@ -27,30 +27,40 @@ SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\
 
 
 @dataclass
-class Topology:
-    port: int
+class Topology(LiveServer):
+    """The topology behind nginx: `port` is nginx's, `process` is honcho, `log_path` its log."""
+
     web_port: int
     ws_port: int
     worker_metrics_port: int
-    process: subprocess.Popen
-    log_path: Path
     processes: tuple[str, ...] = PROCESSES
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     @property
     def metrics_ports(self) -> dict[str, int]:
         ports = {"web": self.web_port, "ws": self.ws_port, "worker": self.worker_metrics_port}
         return {role: port for role, port in ports.items() if role in self.processes}
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def pids(self, *words: str) -> list[int]:
+        """honcho's descendants (each Procfile process leads a session of its own) with these arguments."""
+        children: dict[int, list[int]] = {}
+        for proc in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):  # gone meanwhile
+                children.setdefault(_parent(int(proc.name)), []).append(int(proc.name))
+        found, pending = [], list(children.get(self.process.pid, []))
+        while pending:
+            pid = pending.pop()
+            pending += children.get(pid, [])
+            with contextlib.suppress(OSError):
+                if set(words) <= set(Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")):
+                    found.append(pid)
+        return found
+
+    def main_pid(self, *words: str) -> int:
+        """The one process `pids` finds whose parent it does not find (a pool's parent, not its children)."""
+        pids = self.pids(*words)
+        mains = [pid for pid in pids if _parent(pid) not in pids]
+        assert len(mains) == 1, {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in mains}
+        return mains[0]
 
     def samples(self, role: str) -> dict[tuple[str, str], float]:
         """One process's /metrics as {(name, labels): value}."""
@@ -66,6 +76,11 @@ class Topology:
             if match:
                 found[(match["name"], match["labels"] or "")] = float(match["value"])
         return found
+
+
+def _parent(pid: int) -> int:
+    # /proc/<pid>/stat: "pid (command) state ppid ...", the command may hold spaces and parentheses.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _up(topology: Topology) -> bool:
@@ -125,19 +140,21 @@ def topology_stop(topology: Topology) -> None:
     topology.process.wait()
 
 
+@pytest.fixture(scope="module")
+def topology_env() -> dict[str, str]:
+    """Extra environment variables of the topology; a test module overrides this fixture to set some."""
+    return {}
+
+
 # Per module, not per session: its worker and beat run ETA and alert jobs,
 # which would add events to other tests' orders.
 @pytest.fixture(scope="module")
-def topology(request, django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Topology]:
-    """nginx + gunicorn + Daphne + Celery worker and beat, with the jobs on (ETAs, alerts).
-
-    A test module may add environment variables in a module-level TOPOLOGY_ENV dict.
-    """
+def topology(topology_env, django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Topology]:
+    """nginx + gunicorn + Daphne + Celery worker and beat, with the jobs on (ETAs, alerts)."""
     from tests.jobs.test_production import _purge_broker
 
-    extra = getattr(request.module, "TOPOLOGY_ENV", {})
     with django_db_blocker.unblock():
         _purge_broker()
-        started = topology_start(tmp_path_factory.mktemp("topology"), TRACKING_JOBS_ENABLED="true", **extra)
+        started = topology_start(tmp_path_factory.mktemp("topology"), TRACKING_JOBS_ENABLED="true", **topology_env)
     yield started
     topology_stop(started)

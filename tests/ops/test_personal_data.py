@@ -21,7 +21,7 @@ import websockets
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tests.faults.servers import RedisServer
+from tests.live import start_redis, stop
 from tests.ops.conftest import topology_start, topology_stop
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -79,10 +79,11 @@ class Recorder(threading.Thread):
 def test_no_plaintext_address_or_delivery_point_in_redis_messages_or_logs(
     tmp_path, warehouse, products, customer, operator, rider
 ):
-    redis_server = RedisServer(tmp_path)
-    recorder = Recorder(redis_server.url)
+    redis_server = start_redis(tmp_path)
+    redis_url = f"redis://127.0.0.1:{redis_server.port}/0"
+    recorder = Recorder(redis_url)
     recorder.start()
-    topology = topology_start(tmp_path, REDIS_URL=redis_server.url, TRACKING_JOBS_ENABLED="true")
+    topology = topology_start(tmp_path, REDIS_URL=redis_url, TRACKING_JOBS_ENABLED="true")
     try:
 
         def auth(user) -> dict[str, str]:
@@ -148,11 +149,11 @@ def test_no_plaintext_address_or_delivery_point_in_redis_messages_or_logs(
         recorder.stopping.set()
         recorder.join(5)
 
-    store = redis.Redis.from_url(redis_server.url)
+    store = redis.Redis.from_url(redis_url)
     keys = list(store.scan_iter("*"))
     stored = {key: stored_bytes(store, key) for key in keys}
     snapshot_keys = [key for key in keys if b"order-snapshot" in key]
-    redis_server.stop()
+    stop(redis_server.process)
     print(f"\n{len(keys)} Redis keys ({len(snapshot_keys)} snapshots), {len(recorder.messages)} messages scanned")
 
     assert snapshot_keys, "the run cached no snapshot: nothing was tested"
