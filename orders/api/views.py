@@ -58,9 +58,17 @@ class RegisterApi(JsonApiView):
         ),
         **error_responses(400, 401, 429),
     },
+    description="Five failed logins for one username from one address lock that pair out for 15 minutes "
+    "(LOGIN_FAILURE_LIMIT, LOGIN_COOLOFF_MINUTES): 429 with a `detail` and `Retry-After`, even for the right password.",
 )
 class TokenObtainApi(jwt_views.TokenObtainPairView):
     parser_classes = JsonApiView.parser_classes
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        # simplejwt authenticates with the request in this context. django-axes marks a
+        # lockout on the request it is given and its middleware reads Django's request,
+        # so that is the one to give (the DRF wrapper would keep the mark to itself).
+        return {**super().get_serializer_context(), "request": self.request._request}
 
 
 @extend_schema(
