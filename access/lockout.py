@@ -2,7 +2,9 @@
 
 import math
 
+from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
@@ -19,3 +21,8 @@ def lockout_response(request: HttpRequest, original_response: HttpResponse | Non
     # The cool-off restarts with each failure during it, so this is the earliest a retry may pass.
     response["Retry-After"] = str(math.ceil(cool_off))
     return response
+
+
+def login_succeeded(*, request: HttpRequest, user: AbstractBaseUser) -> None:
+    """A token login succeeded: clear its failures, as axes does on Django's user_logged_in (which it never sends)."""
+    AxesProxyHandler.user_logged_in(sender=type(user), request=request, user=user)

@@ -8,7 +8,8 @@ lead to automatic bans (access.services).
 import math
 import time
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -32,8 +33,9 @@ def blocked_response(request: HttpRequest, block: Block) -> HttpResponse:
 
 
 async def _match_async(address: str | None) -> Block | None:
+    # On the thread pool, closing stale connections around the read (channels' wrapper).
     if blocklist.due():
-        await sync_to_async(blocklist.load, thread_sensitive=False)()
+        await database_sync_to_async(blocklist.load, thread_sensitive=False)()
     return blocklist.match(address)
 
 
@@ -75,7 +77,7 @@ class BlocklistMiddleware:
             return blocked_response(request, block)
         response = await self.get_response(request)
         if response.status_code in STRIKE_STATUSES:
-            await sync_to_async(strike_record, thread_sensitive=False)(address=address)
+            await database_sync_to_async(strike_record, thread_sensitive=False)(address=address)
         return response
 
 

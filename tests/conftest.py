@@ -80,8 +80,13 @@ def _jobs_off(settings):
 def _clear_cache():
     from django.core.cache import cache
 
+    from access.blocklist import blocklist
+
     cache.clear()
+    # The blocklist copy may hold entries of a test whose transaction was rolled back.
+    blocklist.invalidate()
     yield
+    blocklist.invalidate()
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_simplejwt import views as jwt_views
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
+from access.lockout import login_succeeded
 from orders import selectors, services
 from orders.api import serializers as order_io
 from tracking.snapshot import order_snapshot_for_role
@@ -69,6 +71,15 @@ class TokenObtainApi(jwt_views.TokenObtainPairView):
         # lockout on the request it is given and its middleware reads Django's request,
         # so that is the one to give (the DRF wrapper would keep the mark to itself).
         return {**super().get_serializer_context(), "request": self.request._request}
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except TokenError as error:
+            raise InvalidToken(error.args[0]) from error
+        login_succeeded(request=request._request, user=serializer.user)
+        return Response(serializer.validated_data)
 
 
 @extend_schema(
