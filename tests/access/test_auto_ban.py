@@ -85,12 +85,12 @@ def test_strikes_are_counted_in_redis_so_every_process_adds_to_one_count(bans, c
     attacker = client_from(ATTACKER)
 
     first = [attacker.get("/api/orders/", **BAD_TOKEN).status_code for _ in range(2)]
-    (key,) = [key for key in store.scan_iter(f"xiaoxiang:*access.strikes:{ATTACKER}:*")]
+    (key,) = list(store.scan_iter(f"xiaoxiang:*access.strikes:{ATTACKER}:*"))
     assert int(store.get(key)) == 2
     store.incr(key)  # a strike another web process counted
     last = attacker.get("/api/orders/", **BAD_TOKEN).status_code
 
-    assert first + [last] == [401, 401, 401]
+    assert [*first, last] == [401, 401, 401]
     assert attacker.get("/api/products/").status_code == 403
     assert BlockedNetwork.objects.filter(network=f"{ATTACKER}/32", reason=AUTO_BAN_REASON).count() == 1
 

@@ -10,7 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from access.blocklist import Blocklist, blocklist
+from access.blocklist import Blocklist
 from access.models import BlockedNetwork
 from tests.access.conftest import ATTACKER, BYSTANDER, block
 from tests.realtime.conftest import open_with_token, receive, run, socket

@@ -51,7 +51,8 @@ def test_a_forged_forwarding_header_does_not_reset_the_count(client_from, custom
     attacker = client_from(ATTACKER)
 
     for attempt in range(3):
-        token(attacker, "alice", f"guess-{attempt}", HTTP_X_FORWARDED_FOR=f"10.9.9.{attempt}", HTTP_X_REAL_IP="10.1.1.1")
+        forged = {"HTTP_X_FORWARDED_FOR": f"10.9.9.{attempt}", "HTTP_X_REAL_IP": "10.1.1.1"}
+        token(attacker, "alice", f"guess-{attempt}", **forged)
     locked = token(attacker, "alice", PASSWORD, HTTP_X_FORWARDED_FOR="10.9.9.99")
 
     assert locked.status_code == 429
