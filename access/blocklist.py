@@ -62,8 +62,8 @@ class Blocklist:
             try:
                 rows = list(
                     BlockedNetwork.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+                    .order_by()
                     .values_list("network", "expires_at")
-                    .iterator()
                 )
             except DatabaseError:
                 logger.warning("blocklist: the database did not answer; the last copy applies", exc_info=True)

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from access.blocklist import blocklist
 from access.models import BlockedNetwork
 
 ATTACKER = "203.0.113.7"
@@ -25,4 +26,7 @@ def client_from() -> Callable[[str], APIClient]:
 
 def block(network: str, *, reason: str = "scraping", expires_in: dt.timedelta | None = None) -> BlockedNetwork:
     expires_at = timezone.now() + expires_in if expires_in is not None else None
-    return BlockedNetwork.objects.create(network=network, reason=reason, expires_at=expires_at)
+    entry = BlockedNetwork.objects.create(network=network, reason=reason, expires_at=expires_at)
+    # A test's transaction never commits, so the after-commit refresh (access.signals) would not run.
+    blocklist.invalidate()
+    return entry
