@@ -1,5 +1,7 @@
 """Reads of orders: who may see which order, the catalogue and the order lists."""
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
@@ -8,26 +10,37 @@ from xiaoxiang.errors import NotFound
 from xiaoxiang.roles import ROLE_CUSTOMER, ROLE_RIDER, ROLE_STAFF, ROLE_WAREHOUSE, user_role
 
 
+def _visibility_lookups(user: AbstractBaseUser) -> dict[str, Any] | None:
+    """Who may see an order, as the field values it must have: {} for staff (all), None for no one."""
+    role = user_role(user)
+    if role == ROLE_STAFF:
+        return {}
+    if role == ROLE_WAREHOUSE:
+        return {"warehouse_id": getattr(getattr(user, "warehouse_operator", None), "warehouse_id", None)}
+    if role == ROLE_RIDER:
+        return {"rider_id": user.pk}
+    if role == ROLE_CUSTOMER:
+        return {"user_id": user.pk}
+    return None
+
+
 def orders_visible_to(user: AbstractBaseUser, *, joined: bool = True) -> QuerySet[Order]:
     """Owner, assigned rider, the order's warehouse, or staff.
 
     `joined` fetches what the snapshot and the pages show with it (warehouse,
     rider, customer); without, only the rule is applied.
     """
-    role = user_role(user)
+    lookups = _visibility_lookups(user)
     orders = (
         Order.objects.select_related("warehouse", "rider", "rider__rider_profile", "user") if joined else Order.objects
     )
-    if role == ROLE_STAFF:
-        return orders
-    if role == ROLE_WAREHOUSE:
-        warehouse_id = getattr(getattr(user, "warehouse_operator", None), "warehouse_id", None)
-        return orders.filter(warehouse_id=warehouse_id)
-    if role == ROLE_RIDER:
-        return orders.filter(rider=user)
-    if role == ROLE_CUSTOMER:
-        return orders.filter(user=user)
-    return orders.none()
+    return orders.none() if lookups is None else orders.filter(**lookups)
+
+
+def order_visible_to(*, user: AbstractBaseUser, order: Order) -> bool:
+    """The same rule for an order already read (a socket's server-side repair shares one read per order)."""
+    lookups = _visibility_lookups(user)
+    return lookups is not None and all(getattr(order, field) == value for field, value in lookups.items())
 
 
 def order_get_for_user(*, user: AbstractBaseUser, order_id: str) -> Order:

@@ -77,11 +77,28 @@ def _jobs_off(settings):
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache():
+def _clear_cache(settings):
     from django.core.cache import cache
 
     cache.clear()
+    _blocklist_empty(settings)
     yield
+
+
+def _blocklist_empty(settings) -> None:
+    """Each test starts with an empty blocklist copy, freshly "loaded", that reloads only when invalidated.
+
+    So requests cost no blocklist query (exact query counts, tests without a
+    database) and no test sees another's rolled-back entries; tests that block
+    an address invalidate the copy (tests/access/conftest.py).
+    """
+    import time
+
+    from access.blocklist import Blocklist, blocklist
+
+    settings.ACCESS_BLOCKLIST_REFRESH_SECONDS = 3600
+    blocklist.entries = Blocklist().entries
+    blocklist.loaded_at = time.monotonic()
 
 
 @pytest.fixture

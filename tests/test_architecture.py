@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("xiaoxiang", "orders", "tracking", "notifications")
+PACKAGES = ("xiaoxiang", "orders", "tracking", "notifications", "access")
 
 
 def project_modules() -> dict[str, Path]:

@@ -14,11 +14,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from orders.models import Order
-from orders.selectors import order_access_for_user, order_get_for_user, viewer_role
+from orders.selectors import order_access_for_user, order_get_for_user, order_visible_to, viewer_role
 from tracking.ops import ops_state
 from tracking.ops_feed import ops_feed
 from tracking.publish import order_group
-from tracking.role_views import role_view
+from tracking.role_views import VIEW_STAFF, role_view
 from tracking.snapshot import order_snapshot_for_role, order_versions_hint
 from tracking.stream import order_resync_frames
 from xiaoxiang import metrics
@@ -47,13 +47,14 @@ def _order_resync(user: AbstractBaseUser, order_id: str, since_version: int) -> 
     )
 
 
-def _order_repair(order_id: str, role: str, since_version: int) -> list[dict[str, Any]]:
+def _order_repair(order_id: str, role: str, since_version: int) -> tuple[Order, list[dict[str, Any]]]:
     order = Order.objects.select_related("warehouse", "rider", "rider__rider_profile").filter(pk=order_id).first()
     if order is None:
         raise NotFound()
-    return order_resync_frames(
+    frames = order_resync_frames(
         order=order, role=role, since_version=since_version, max_events=settings.WS_RESYNC_MAX_EVENTS
     )
+    return order, frames
 
 
 # Server-side repairs in flight, per (order, view, since): when a publish is
@@ -62,7 +63,7 @@ def _order_repair(order_id: str, role: str, since_version: int) -> list[dict[str
 _repairs: dict[tuple[str, str, int], asyncio.Future] = {}
 
 
-async def _shared_repair(order_id: str, role: str, since_version: int) -> list[dict[str, Any]]:
+async def _shared_repair(order_id: str, role: str, since_version: int) -> tuple[Order, list[dict[str, Any]]]:
     key = (order_id, role_view(role), since_version)
     future = _repairs.get(key)
     if future is None or future.get_loop() is not asyncio.get_running_loop():
@@ -117,13 +118,21 @@ class OrderConsumer(StreamConsumer):
             return
         view = role_view(self.role)
         async with self.send_lock:
-            for payload, frame in zip(message["events"], message["frames"][view], strict=True):
+            for payload, step, frame in zip(
+                message["events"], message["changes"], message["frames"][view], strict=True
+            ):
                 if payload["version"] <= self.version:
                     continue
                 if payload["version"] != self.version + 1:
                     # A message was missed (layer hiccup, subscriber reconnect):
                     # catch up from the database so the client still sees every version.
                     metrics.repaired("version_gap")
+                    await self.resync_from(self.version, shared=True)
+                    return
+                if "rider" in step[VIEW_STAFF]:
+                    # A new rider can mean this user no longer sees the order (a rider taken
+                    # off it): the repair delivers the event after re-checking visibility.
+                    metrics.repaired("rider_changed")
                     await self.resync_from(self.version, shared=True)
                     return
                 await self.send(text_data=frame)
@@ -147,11 +156,16 @@ class OrderConsumer(StreamConsumer):
     async def resync_from(self, since_version: int, *, shared: bool = False) -> bool:
         """Send what a client at `since_version` missed; False when it missed nothing. Hold send_lock.
 
-        `shared`: a server-side repair (lost publish), answered from one read per order and process.
+        `shared`: a server-side repair (lost publish, or the order's rider changed), answered
+        from one read per order and process; each socket checks on it that its user may still
+        see the order, like a client's resync does through the selector, and closes 4404 if not.
         """
         try:
             if shared:
-                frames = await _shared_repair(self.order_id, self.role, since_version)
+                order, frames = await _shared_repair(self.order_id, self.role, since_version)
+                # On the thread pool: a session user's role may need its groups read.
+                if not await db_read(order_visible_to)(user=self.user, order=order):
+                    raise NotFound()
             else:
                 frames = await db_read(_order_resync)(self.user, self.order_id, since_version)
         except NotFound:

@@ -10,13 +10,17 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from xiaoxiang.client_ip import RealClientIP  # noqa: E402
 from xiaoxiang.routing import websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": websocket_application(),
-    }
+# RealClientIP first: everything below sees the client's address, not nginx's.
+application = RealClientIP(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": websocket_application(),
+        }
+    )
 )
 
 

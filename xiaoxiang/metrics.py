@@ -97,7 +97,8 @@ CHANNEL_PUBLISH_FAILURES = Counter(
 )
 CHANNEL_REPAIRS = Counter(
     "xiaoxiang_channel_repairs_total",
-    "Socket repairs from the database: version_gap (a message missing) or catch_up (a publish late or lost).",
+    "Socket repairs from the database: version_gap (a message missing), catch_up (a publish late or lost) or "
+    "rider_changed (an event that changed the order's rider, delivered after re-checking visibility).",
     ["reason"],
 )
 FRAME_DELAY_SECONDS = Histogram(
@@ -147,7 +148,7 @@ for _outcome_name in ("accepted", "duplicate", "rejected"):
 for _group in GROUP_KINDS:
     CHANNEL_PUBLISHED.labels(_group)
     CHANNEL_PUBLISH_FAILURES.labels(_group)
-for _reason in ("version_gap", "catch_up"):
+for _reason in ("version_gap", "catch_up", "rider_changed"):
     CHANNEL_REPAIRS.labels(_reason)
 for _use in ("cache", "publish", "slots", "layer"):
     REDIS_UNAVAILABLE.labels(_use)

@@ -1,4 +1,4 @@
-"""WebSocket routes of all apps, behind the Origin check and session auth."""
+"""WebSocket routes of all apps, behind the blocklist, the Origin check and session auth."""
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
@@ -6,6 +6,7 @@ from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
+from access.middleware import BlocklistGate
 from notifications.routing import websocket_urlpatterns as notification_routes
 from tracking.routing import websocket_urlpatterns as tracking_routes
 
@@ -46,6 +47,8 @@ class SessionAuthWhenCookie:
 
 
 def websocket_application():
-    return SameSiteOriginValidator(
-        SessionAuthWhenCookie(URLRouter([*tracking_routes, *notification_routes])), settings.ALLOWED_HOSTS
+    return BlocklistGate(
+        SameSiteOriginValidator(
+            SessionAuthWhenCookie(URLRouter([*tracking_routes, *notification_routes])), settings.ALLOWED_HOSTS
+        )
     )

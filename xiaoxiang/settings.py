@@ -5,6 +5,7 @@ DATABASE_URL / REDIS_URL means the embedded default: SQLite, an in-memory
 channel layer, a local-memory cache and Celery tasks run in-process.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -65,6 +66,8 @@ INSTALLED_APPS = [
     "orders",
     "tracking",
     "notifications",
+    "access",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -74,6 +77,8 @@ MIDDLEWARE = [
     "xiaoxiang.metrics.RequestMetricsMiddleware",
     # 503 + Retry-After, not 500, while the database is down (its process_exception runs for every view).
     "xiaoxiang.middleware.DatabaseUnavailableMiddleware",
+    # Blocked clients are refused before anything else runs (access/); 401/429 answers count toward bans.
+    "access.middleware.BlocklistMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Async-capable WhiteNoise: a sync-only middleware would pin a thread per long-poll.
     "xiaoxiang.middleware.AsyncWhiteNoiseMiddleware",
@@ -83,6 +88,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login that django-axes locked out into its 429 answer (access/lockout.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "xiaoxiang.urls"
@@ -215,7 +222,11 @@ REST_FRAMEWORK = {
         "anon": env_str("THROTTLE_ANON", "120/min"),
         "user": env_str("THROTTLE_USER", "600/min"),
         "ingest": env_str("THROTTLE_INGEST", "6000/min"),
+        "poll": env_str("THROTTLE_POLL", "120/min"),
     },
+    # The client is REMOTE_ADDR, which the entry points set from the trusted proxy only
+    # (xiaoxiang/client_ip.py); DRF's default would believe a client's X-Forwarded-For.
+    "NUM_PROXIES": 0,
     "EXCEPTION_HANDLER": "xiaoxiang.api.exception_handler",
 }
 SIMPLE_JWT = {
@@ -356,3 +367,30 @@ EVENTS_PAGE_MAX = 500
 POLL_DEFAULT_TIMEOUT_SECONDS = 25.0
 POLL_MAX_TIMEOUT_SECONDS = 30.0
 POLL_RECHECK_SECONDS = 2.0
+
+# Abuse controls (access/, docs/operations.md "Abuse controls").
+# Peers whose X-Real-IP names the client (nginx on this host by default): addresses or CIDR ranges.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an address or a CIDR range") from None
+# Each process re-reads the blocklist this often (and at once after a save in that process).
+ACCESS_BLOCKLIST_REFRESH_SECONDS = env_int("ACCESS_BLOCKLIST_REFRESH_SECONDS", 5)
+# This many 401/429 answers to one client address within the window ban it for ACCESS_AUTO_BAN_SECONDS (0: off).
+ACCESS_AUTO_BAN_THRESHOLD = env_int("ACCESS_AUTO_BAN_THRESHOLD", 50)
+ACCESS_AUTO_BAN_WINDOW_SECONDS = env_int("ACCESS_AUTO_BAN_WINDOW_SECONDS", 60)
+ACCESS_AUTO_BAN_SECONDS = env_int("ACCESS_AUTO_BAN_SECONDS", 900)
+# Login brute force (django-axes, on /api/auth/token/ and /accounts/login/): this many failures for one
+# username from one address lock that pair out for the cool-off, answered 429 (access/lockout.py).
+AUTHENTICATION_BACKENDS = ["access.backends.LoginLockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["ip_address", "username"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "xiaoxiang.client_ip.request_client_ip"
+AXES_LOCKOUT_CALLABLE = "access.lockout.lockout_response"
+# No row per successful login (a write on every token request); failures are still recorded.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False

@@ -7,6 +7,7 @@ consumers subclass it and implement `opened`.
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -152,6 +153,14 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_MANY = 4429
+
+# Sent to a session's group when it logs out (access.signals): its sockets close 4401.
+SESSION_ENDED = "session.ended"
+
+
+def session_group(session_key: str) -> str:
+    """The group of every socket opened with one session; the key is hashed, so no session id is published."""
+    return f"session.{hashlib.sha256(session_key.encode()).hexdigest()[:32]}"
 
 
 def _user_from_token(token: str) -> tuple[AbstractBaseUser, float]:
@@ -349,6 +358,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         # a user here came from a same-site browser session.
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
+            session_key = getattr(self.scope.get("session"), "session_key", None)
+            if session_key:
+                await self.join(session_group(session_key))
             await self.authenticated(user, expires_at=None)
         else:
             self.auth_task = asyncio.create_task(self._auth_deadline())
@@ -414,6 +426,10 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_message(self, content: dict[str, Any]) -> None:
         await self.send_json({"type": "error", "detail": f"Unknown message type {content['type']!r}."})
+
+    async def session_ended(self, message: dict[str, Any]) -> None:
+        """The session this socket was opened with logged out."""
+        await self.deny(CLOSE_UNAUTHENTICATED)
 
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(settings.WS_AUTH_TIMEOUT_SECONDS)

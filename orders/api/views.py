@@ -15,7 +15,9 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_simplejwt import views as jwt_views
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
+from access.lockout import login_succeeded
 from orders import selectors, services
 from orders.api import serializers as order_io
 from tracking.snapshot import order_snapshot_for_role
@@ -58,9 +60,26 @@ class RegisterApi(JsonApiView):
         ),
         **error_responses(400, 401, 429),
     },
+    description="Five failed logins for one username from one address lock that pair out for 15 minutes "
+    "(LOGIN_FAILURE_LIMIT, LOGIN_COOLOFF_MINUTES): 429 with a `detail` and `Retry-After`, even for the right password.",
 )
 class TokenObtainApi(jwt_views.TokenObtainPairView):
     parser_classes = JsonApiView.parser_classes
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        # simplejwt authenticates with the request in this context. django-axes marks a
+        # lockout on the request it is given and its middleware reads Django's request,
+        # so that is the one to give (the DRF wrapper would keep the mark to itself).
+        return {**super().get_serializer_context(), "request": self.request._request}
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except TokenError as error:
+            raise InvalidToken(error.args[0]) from error
+        login_succeeded(request=request._request, user=serializer.user)
+        return Response(serializer.validated_data)
 
 
 @extend_schema(

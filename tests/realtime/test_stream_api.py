@@ -197,3 +197,22 @@ def test_poll_woken_by_a_publish_carries_the_socket_changes(make_order, customer
         "timeline": detail["timeline"],
         "update_time": detail["update_time"],
     }
+
+
+def test_poll_is_throttled_per_user_with_retry_after(make_order, customer, other_customer, monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {**SimpleRateThrottle.THROTTLE_RATES, "poll": "2/min"})
+    order = make_order("paid")
+    other_order = make_order("paid", owner=other_customer)
+    path = f"/api/orders/{order.id}/poll/?since_version=1&timeout=0"
+
+    codes = [api(customer).get(path).status_code for _ in range(2)]
+    throttled = api(customer).get(path)
+    other_user = api(other_customer).get(f"/api/orders/{other_order.id}/poll/?since_version=1&timeout=0")
+
+    assert codes == [200, 200]
+    assert throttled.status_code == 429
+    assert 0 < int(throttled["Retry-After"]) <= 60
+    assert throttled.json()["detail"]  # DRF's own message, as on every other throttled endpoint
+    assert other_user.status_code == 200

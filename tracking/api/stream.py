@@ -23,6 +23,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from orders.selectors import order_get_for_user, viewer_role
@@ -116,7 +117,10 @@ class OrderEventsApi(APIView):
 
 
 class OrderPollApi(APIView):
-    """Long-poll fallback. Served by `order_poll_view`; this class carries the schema and the authenticators."""
+    """Long-poll fallback, served by `order_poll_view`; this class carries its schema, authenticators and throttle."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "poll"
 
     @extend_schema(
         summary="Long-poll: returns as soon as an event newer than since_version exists",
@@ -135,15 +139,32 @@ def _error(exc: exceptions.APIException) -> JsonResponse:
     response = JsonResponse(body, status=exc.status_code, json_dumps_params={"ensure_ascii": False})
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         response["WWW-Authenticate"] = 'Bearer realm="api"'
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        response["Retry-After"] = str(math.ceil(exc.wait))
     return response
 
 
-def _poll_check(request: HttpRequest, order_id: str, since_version: int, limit: int) -> tuple[str, dict[str, Any]]:
-    """Authenticate like DRF, check visibility and read newer events once; then give the connection back."""
+def _throttle_check(drf_request: Request) -> None:
+    """DRF's throttle check, as APIView.check_throttles runs it (scope "poll", per user)."""
+    view = OrderPollApi()
+    for throttle in view.get_throttles():
+        if not throttle.allow_request(drf_request, view):
+            raise exceptions.Throttled(wait=throttle.wait())
+
+
+def _poll_check(
+    request: HttpRequest, order_id: str, since_version: int, limit: int, *, first: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """Authenticate like DRF, check visibility and read newer events once; then give the connection back.
+
+    `first`: the poll's first check, which also counts it against the throttle.
+    """
     try:
         drf_request = Request(request, authenticators=[auth() for auth in OrderPollApi.authentication_classes])
         if not drf_request.user or not drf_request.user.is_authenticated:
             raise exceptions.NotAuthenticated()
+        if first:
+            _throttle_check(drf_request)
         order = order_get_for_user(user=drf_request.user, order_id=order_id)
         role = viewer_role(user=drf_request.user, order=order)
         # Poll events carry `changes` like socket events, so clients apply one rule to both.
@@ -175,7 +196,7 @@ async def order_poll_view(request: HttpRequest, order_id: str) -> JsonResponse:
     receiving: asyncio.Future | None = None
     try:
         try:
-            role, page = await sync_to_async(_poll_check)(request, order_id, since_version, limit)
+            role, page = await sync_to_async(_poll_check)(request, order_id, since_version, limit, first=True)
         except NotFound as error:
             return JsonResponse(error.as_dict(), status=404)
         except exceptions.APIException as error:
