@@ -6,15 +6,13 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from xiaoxiang.errors import DomainError, NotFound
-from xiaoxiang.ids import order_id_valid
+from xiaoxiang.errors import DomainError
 from xiaoxiang.roles import ALL_ROLES, user_role
 
 
@@ -51,24 +49,12 @@ class HasRole(BasePermission):
 
 
 class JsonApiView(APIView):
-    # JSON bodies only, so the schema documents exactly what is accepted. (A
-    # comment, not a docstring: the schema would show it on every operation.)
-    parser_classes = [JSONParser]
+    # JSON bodies only (DEFAULT_PARSER_CLASSES: xiaoxiang.payloads), so the
+    # schema documents exactly what is accepted; order ids are checked by the
+    # URL converter. (A comment, not a docstring: the schema would show it on
+    # every operation.)
     permission_classes = [HasRole]
     allowed_roles: tuple[str, ...] | dict[str, tuple[str, ...]] = ALL_ROLES
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        # After authentication and role checks, so 401 and 403 still come first.
-        if "order_id" in kwargs and not order_id_valid(kwargs["order_id"]):
-            raise NotFound()
-
-
-class LenientJSONParser(JSONParser):
-    """Accepts the NaN/Infinity tokens some GPS stacks emit, so one such point is
-    rejected on its own by validation instead of failing the whole batch."""
-
-    strict = False
 
 
 class StrictFloatField(serializers.FloatField):

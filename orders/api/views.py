@@ -60,7 +60,7 @@ class RegisterApi(JsonApiView):
     },
 )
 class TokenObtainApi(jwt_views.TokenObtainPairView):
-    parser_classes = JsonApiView.parser_classes
+    pass
 
 
 @extend_schema(
@@ -70,7 +70,7 @@ class TokenObtainApi(jwt_views.TokenObtainPairView):
     responses={200: order_io.TokenPairOutputSerializer, **error_responses(400, 401, 429)},
 )
 class TokenRefreshApi(jwt_views.TokenRefreshView):
-    parser_classes = JsonApiView.parser_classes
+    pass
 
 
 class LogoutApi(JsonApiView):

@@ -1,0 +1,115 @@
+"""Untrusted JSON in: REST bodies (the DRF parsers) and socket frames, under one set of limits.
+
+Limits: a body of at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (413 beyond),
+nesting at most JSON_MAX_DEPTH deep, and the text rule: no NUL and no lone
+surrogate in any string or key, because PostgreSQL cannot store the first
+and no response can encode the second. Every breach is a 400 (or an error
+frame) with a `detail` that names it, never an exception the server did not
+expect. A module of its own, not xiaoxiang.api: DRF imports the default
+parser while it defines APIView, which xiaoxiang.api imports.
+"""
+
+import json
+import re
+from typing import Any
+
+from django.conf import settings
+from rest_framework import exceptions, status
+from rest_framework.parsers import JSONParser
+
+TEXT_ERROR = "Text may not contain NUL (U+0000) or lone surrogate characters (U+D800 to U+DFFF)."
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class PayloadError(ValueError):
+    """A JSON payload outside the limits; the message is the client's `detail`."""
+
+
+def text_error(value: str) -> str | None:
+    """The one text rule: TEXT_ERROR when `value` holds a NUL or a lone surrogate, else None."""
+    return TEXT_ERROR if _UNSTORABLE.search(value) else None
+
+
+def _refuse_constant(token: str) -> None:
+    raise PayloadError(f"JSON parse error - {token} is not a JSON number.")
+
+
+def _check(value: Any, *, max_depth: int, check_text: bool) -> None:
+    # An explicit stack, not recursion: the point is to survive what recursion would not.
+    pending = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, dict):
+            if check_text and any(text_error(key) for key in node):
+                raise PayloadError(TEXT_ERROR)
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            if check_text and isinstance(node, str) and text_error(node):
+                raise PayloadError(TEXT_ERROR)
+            continue
+        if depth > max_depth:
+            raise PayloadError(f"JSON nested deeper than {max_depth} levels.")
+        for child in children:
+            if isinstance(child, dict | list):
+                pending.append((child, depth + 1))
+            elif check_text and isinstance(child, str) and text_error(child):
+                raise PayloadError(TEXT_ERROR)
+
+
+def json_decode(data: str | bytes, *, allow_nan: bool = False, check_text: bool = True) -> Any:
+    """Decode untrusted JSON within JSON_MAX_DEPTH and (with `check_text`) the text rule; PayloadError otherwise.
+
+    `allow_nan` lets the NaN/Infinity tokens through as floats, for callers
+    that reject them value by value. The size limit is the caller's (HTTP
+    body or socket frame).
+    """
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PayloadError("JSON parse error - the body is not UTF-8.") from None
+    try:
+        value = json.loads(data, parse_constant=None if allow_nan else _refuse_constant)
+    except RecursionError:
+        # The C decoder recurses per nesting level and gives up near Python's
+        # recursion limit (~1,000), long after JSON_MAX_DEPTH.
+        raise PayloadError(f"JSON nested deeper than {settings.JSON_MAX_DEPTH} levels.") from None
+    except PayloadError:
+        raise
+    except ValueError as error:  # JSONDecodeError, or an integer over Python's 4,300-digit limit
+        raise PayloadError(f"JSON parse error - {error}") from None
+    _check(value, max_depth=settings.JSON_MAX_DEPTH, check_text=check_text)
+    return value
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body too large."
+    default_code = "payload_too_large"
+
+
+class JsonBodyParser(JSONParser):
+    """DRF's JSON parser under the limits above (every REST endpoint's default parser)."""
+
+    allow_nan = False
+    check_text = True
+
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = stream.read(limit + 1)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"Request body larger than {limit} bytes.")
+        try:
+            return json_decode(body, allow_nan=self.allow_nan, check_text=self.check_text)
+        except PayloadError as error:
+            raise exceptions.ParseError(str(error)) from None
+
+
+class LenientJsonBodyParser(JsonBodyParser):
+    """For GPS batches: NaN/Infinity tokens and bad text parse, so validation rejects just that
+    point (with the same text rule) instead of failing the whole batch."""
+
+    allow_nan = True
+    check_text = False
