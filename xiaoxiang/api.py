@@ -4,6 +4,8 @@ permissions, strict numbers, and the error responses every operation documents."
 import math
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission
@@ -19,6 +21,9 @@ from xiaoxiang.roles import ALL_ROLES, user_role
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         return Response(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):  # raised by Django as DRF reads request.body
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response({"detail": f"Request body larger than {limit} bytes."}, status=413)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -1,7 +1,6 @@
 """Untrusted JSON in: REST bodies (the DRF parsers) and socket frames, under one set of limits.
 
-Limits: a body of at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (413 beyond),
-nesting at most JSON_MAX_DEPTH deep, and the text rule: no NUL and no lone
+Limits: nesting at most JSON_MAX_DEPTH deep, and the text rule: no NUL and no lone
 surrogate in any string or key, because PostgreSQL cannot store the first
 and no response can encode the second. Every breach is a 400 (or an error
 frame) with a `detail` that names it, never an exception the server did not
@@ -14,7 +13,7 @@ import re
 from typing import Any
 
 from django.conf import settings
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 
 TEXT_ERROR = "Text may not contain NUL (U+0000) or lone surrogate characters (U+D800 to U+DFFF)."
@@ -62,8 +61,8 @@ def json_decode(data: str | bytes, *, allow_nan: bool = False, check_text: bool 
     """Decode untrusted JSON within JSON_MAX_DEPTH and (with `check_text`) the text rule; PayloadError otherwise.
 
     `allow_nan` lets the NaN/Infinity tokens through as floats, for callers
-    that reject them value by value. The size limit is the caller's (HTTP
-    body or socket frame).
+    that reject them value by value. The size limit is the caller's: Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE for HTTP bodies, WS_MAX_FRAME_BYTES for frames.
     """
     if isinstance(data, bytes):
         try:
@@ -84,25 +83,19 @@ def json_decode(data: str | bytes, *, allow_nan: bool = False, check_text: bool 
     return value
 
 
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "Request body too large."
-    default_code = "payload_too_large"
-
-
 class JsonBodyParser(JSONParser):
-    """DRF's JSON parser under the limits above (every REST endpoint's default parser)."""
+    """DRF's JSON parser under the limits above (every REST endpoint's default parser).
+
+    The body is at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes: DRF reads it
+    through request.body, where Django enforces that (xiaoxiang.api answers 413).
+    """
 
     allow_nan = False
     check_text = True
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        body = stream.read(limit + 1)
-        if len(body) > limit:
-            raise PayloadTooLarge(f"Request body larger than {limit} bytes.")
         try:
-            return json_decode(body, allow_nan=self.allow_nan, check_text=self.check_text)
+            return json_decode(stream.read(), allow_nan=self.allow_nan, check_text=self.check_text)
         except PayloadError as error:
             raise exceptions.ParseError(str(error)) from None
 
