@@ -7,9 +7,12 @@ bytes that are not JSON or not UTF-8 at all. Strings are escaped as a
 client's encoder escapes them, lone surrogates and NUL included.
 """
 
+import contextlib
 import copy
 import json
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -55,10 +58,12 @@ def _nested(depth: int, opener: str, closer: str, inner: str = "0") -> str:
     return opener * depth + inner + closer * depth
 
 
+# Around the limit (32), around Python's recursion limit (1,000), the campaign's 1,500, far beyond, or anything.
+depths = st.one_of(st.sampled_from([32, 33, 990, 1000, 1500, 2000, 100_000]), st.integers(1, 3000))
 fragments = st.one_of(
     hostile_text.map(json.dumps),
-    st.integers(1, 3000).map(lambda depth: _nested(depth, "[", "]")),
-    st.integers(1, 3000).map(lambda depth: _nested(depth, '{"a": ', "}")),
+    depths.map(lambda depth: _nested(depth, "[", "]")),
+    depths.map(lambda depth: _nested(depth, '{"a": ', "}")),
     st.sampled_from(EXTREME_NUMBERS),
     st.integers().map(str),
     st.floats().map(json.dumps),  # NaN and Infinity come out as those tokens
@@ -112,7 +117,23 @@ def _with_fragment(template: Any, place: tuple, fragment: str, new_key: str) -> 
 def hostile_json(template: Any) -> st.SearchStrategy[bytes]:
     """The template with one place replaced (or one key added) by a hostile fragment, or raw garbage."""
     mutated = st.builds(_with_fragment, st.just(template), st.sampled_from(_places(template)), fragments, hostile_text)
-    return st.one_of(mutated.map(lambda text: text.encode()), st.sampled_from(RAW_BODIES))
+    mutated = mutated.map(lambda text: text.encode())
+    return st.one_of(mutated, mutated, mutated, st.sampled_from(RAW_BODIES))  # mostly mutations
+
+
+@contextlib.contextmanager
+def production_recursion_limit() -> Iterator[None]:
+    """Python's default recursion limit (1,000), which servers run with, for the duration.
+
+    Hypothesis raises the limit while it runs an example, and that alone hides
+    the RecursionError a 1,500-deep document raises in production.
+    """
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
 
 
 def data_snapshot() -> dict[str, list]:
