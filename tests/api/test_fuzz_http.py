@@ -12,6 +12,7 @@ the OpenAPI schema; this sends what no schema describes.
 """
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +37,7 @@ from tests.api.fuzzing import (
 )
 from tests.conftest import PASSWORD
 from tracking.models import TrackingEvent
+from xiaoxiang.payloads import TEXT_ERROR
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -240,3 +242,96 @@ def test_the_login_form_refuses_hostile_text_without_a_5xx(world, username, pass
     assert response.status_code < 500
     if response.status_code != 302:  # a successful login records last_login
         assert data_snapshot() == before
+
+
+# --- The campaign's findings, exactly (issue 12) --------------------------------------
+
+BODY_READERS = [endpoint for endpoint in WRITE_ENDPOINTS if endpoint.name != "notification-read"]
+
+
+def test_1500_deep_arrays_are_a_400_on_every_json_write_endpoint(world):
+    before = data_snapshot()
+    body = "[" * 1500 + "]" * 1500  # 3 kB
+
+    with production_recursion_limit():
+        answers = {
+            endpoint.name: Client().post(
+                _path_on_real_object(endpoint, world), body, "application/json", **world["auth"][endpoint.persona]
+            )
+            for endpoint in BODY_READERS
+        }
+
+    assert {name: response.status_code for name, response in answers.items()} == dict.fromkeys(answers, 400)
+    assert all(response.json() == {"detail": "JSON nested deeper than 32 levels."} for response in answers.values())
+    assert data_snapshot() == before
+
+
+def _path_on_real_object(endpoint: Endpoint, world: dict[str, Any]) -> str:
+    order = world["orders"].get(endpoint.order_state)
+    return endpoint.path.format(order=order.id if order else "", notification=world["notification"].pk)
+
+
+def test_the_depth_limit_is_32_levels(world):
+    client = Client()
+    auth = world["auth"]["rider"]
+    inside = {"points": [{"client_id": "deep", "lat": 31.2, "lon": 121.4, "recorded_at": "x", "extra": None}]}
+    # 3 levels of body, then 29 more: the limit itself parses and reaches validation.
+    at_limit = json.dumps(inside).replace("null", "[" * 29 + "]" * 29)
+    over = json.dumps(inside).replace("null", "[" * 30 + "]" * 30)
+
+    assert client.post("/api/rider/locations/", at_limit, "application/json", **auth).json()["rejected"]
+    assert client.post("/api/rider/locations/", over, "application/json", **auth).json() == {
+        "detail": "JSON nested deeper than 32 levels."
+    }
+
+
+def test_a_lone_surrogate_stage_is_a_400_that_does_not_echo_it(world):
+    order = world["orders"]["paid"]
+    before = data_snapshot()
+
+    path = f"/api/warehouse/orders/{order.id}/stage/"
+
+    response = Client().post(path, '{"stage": "\\ud800"}', "application/json", **world["auth"]["operator"])
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": TEXT_ERROR}
+    assert data_snapshot() == before
+
+
+@pytest.mark.parametrize("character", ["\x00", "\ud800"])
+def test_nul_and_lone_surrogates_anywhere_in_a_body_are_a_400(world, character):
+    body = {"items": [{"sku": f"VEG{character}001", "quantity": 1}], "delivery_address": "上海", "delivery_lat": 31.2}
+    before = data_snapshot()
+
+    response = Client().post("/api/orders/", json.dumps(body), "application/json", **world["auth"]["customer"])
+    as_key = Client().post("/api/orders/", json.dumps({character: 1}), "application/json", **world["auth"]["customer"])
+
+    assert (response.status_code, as_key.status_code) == (400, 400)
+    assert response.json() == as_key.json() == {"detail": TEXT_ERROR}
+    assert data_snapshot() == before
+
+
+ORDER_WRITES = [endpoint.path for endpoint in WRITE_ENDPOINTS if "{order}" in endpoint.path]
+
+
+def test_a_nul_in_the_order_id_is_a_404_on_every_order_scoped_route(world):
+    client = Client()
+    client.force_login(world["customer"])
+    before = data_snapshot()
+
+    answers = {route: client.get(route.format(order="%00")) for route in ORDER_READS}
+    answers |= {route: client.post(route.format(order="%00"), {}) for route in ORDER_WRITES}
+
+    assert {route: response.status_code for route, response in answers.items()} == dict.fromkeys(answers, 404)
+    assert all(response.json() == {"detail": "Not found."} for route, response in answers.items() if "/api/" in route)
+    assert data_snapshot() == before
+
+
+def test_a_body_over_the_limit_is_a_413_with_a_detail(world, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"location": "ok", "padding": "x" * 1000})
+
+    response = Client().post("/api/rider/status/", body, "application/json", **world["auth"]["rider"])
+
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body larger than 1000 bytes."}
