@@ -18,6 +18,7 @@ from rest_framework.parsers import JSONParser
 
 TEXT_ERROR = "Text may not contain NUL (U+0000) or lone surrogate characters (U+D800 to U+DFFF)."
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_MAYBE_UNSTORABLE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])|[\x00\ud800-\udfff]")
 
 
 class PayloadError(ValueError):
@@ -33,28 +34,34 @@ def _refuse_constant(token: str) -> None:
     raise PayloadError(f"JSON parse error - {token} is not a JSON number.")
 
 
-def _check(value: Any, *, max_depth: int, check_text: bool) -> None:
-    # An explicit stack, not recursion: the point is to survive what recursion would not.
-    pending = [(value, 1)]
-    while pending:
-        node, depth = pending.pop()
-        if isinstance(node, dict):
-            if check_text and any(text_error(key) for key in node):
-                raise PayloadError(TEXT_ERROR)
-            children = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            if check_text and isinstance(node, str) and text_error(node):
-                raise PayloadError(TEXT_ERROR)
-            continue
+def _check_depth(value: Any, max_depth: int) -> None:
+    # Level by level with an explicit list, not recursion: the point is to survive what recursion would not.
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > max_depth:
             raise PayloadError(f"JSON nested deeper than {max_depth} levels.")
-        for child in children:
-            if isinstance(child, dict | list):
-                pending.append((child, depth + 1))
-            elif check_text and isinstance(child, str) and text_error(child):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+
+
+def _check_text(value: Any) -> None:
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, str):
+            if text_error(node):
                 raise PayloadError(TEXT_ERROR)
+        elif isinstance(node, dict):
+            pending.extend(node)  # the keys
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
 
 
 def json_decode(data: str | bytes, *, allow_nan: bool = False, check_text: bool = True) -> Any:
@@ -79,7 +86,11 @@ def json_decode(data: str | bytes, *, allow_nan: bool = False, check_text: bool 
         raise
     except ValueError as error:  # JSONDecodeError, or an integer over Python's 4,300-digit limit
         raise PayloadError(f"JSON parse error - {error}") from None
-    _check(value, max_depth=settings.JSON_MAX_DEPTH, check_text=check_text)
+    _check_depth(value, settings.JSON_MAX_DEPTH)
+    # Only \u escapes (or a str that already holds one) can put a NUL or a lone
+    # surrogate into decoded text: one scan of the raw text spares most bodies the walk.
+    if check_text and _MAYBE_UNSTORABLE.search(data):
+        _check_text(value)
     return value
 
 
