@@ -24,7 +24,6 @@ from tracking.stream import order_resync_frames
 from xiaoxiang import metrics
 from xiaoxiang.cache import redis_failed_within
 from xiaoxiang.errors import NotFound
-from xiaoxiang.ids import order_id_valid
 from xiaoxiang.sockets import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, StreamConsumer, db_read
 
 logger = logging.getLogger(__name__)
@@ -80,9 +79,6 @@ class OrderConsumer(StreamConsumer):
         self.order_id: str = self.scope["url_route"]["kwargs"]["order_id"]
         self.version: int | None = None
         self.behind_at: int | None = None
-        if not order_id_valid(self.order_id):
-            await self.deny(CLOSE_NOT_FOUND)
-            return
         # Join before reading the snapshot, so no event can fall between them;
         # events already in the snapshot are skipped by version.
         await self.join(order_group(self.order_id))

@@ -4,23 +4,26 @@ permissions, strict numbers, and the error responses every operation documents."
 import math
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from xiaoxiang.errors import DomainError, NotFound
-from xiaoxiang.ids import order_id_valid
+from xiaoxiang.errors import DomainError
 from xiaoxiang.roles import ALL_ROLES, user_role
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         return Response(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):  # raised by Django as DRF reads request.body
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response({"detail": f"Request body larger than {limit} bytes."}, status=413)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -51,24 +54,12 @@ class HasRole(BasePermission):
 
 
 class JsonApiView(APIView):
-    # JSON bodies only, so the schema documents exactly what is accepted. (A
-    # comment, not a docstring: the schema would show it on every operation.)
-    parser_classes = [JSONParser]
+    # JSON bodies only (DEFAULT_PARSER_CLASSES: xiaoxiang.payloads), so the
+    # schema documents exactly what is accepted; order ids are checked by the
+    # URL converter. (A comment, not a docstring: the schema would show it on
+    # every operation.)
     permission_classes = [HasRole]
     allowed_roles: tuple[str, ...] | dict[str, tuple[str, ...]] = ALL_ROLES
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        # After authentication and role checks, so 401 and 403 still come first.
-        if "order_id" in kwargs and not order_id_valid(kwargs["order_id"]):
-            raise NotFound()
-
-
-class LenientJSONParser(JSONParser):
-    """Accepts the NaN/Infinity tokens some GPS stacks emit, so one such point is
-    rejected on its own by validation instead of failing the whole batch."""
-
-    strict = False
 
 
 class StrictFloatField(serializers.FloatField):

@@ -5,10 +5,12 @@ from channels.routing import URLRouter
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.urls import re_path
 
 from access.middleware import BlocklistGate
 from notifications.routing import websocket_urlpatterns as notification_routes
 from tracking.routing import websocket_urlpatterns as tracking_routes
+from xiaoxiang.sockets import NoRouteConsumer
 
 
 class SameSiteOriginValidator(OriginValidator):
@@ -49,6 +51,9 @@ class SessionAuthWhenCookie:
 def websocket_application():
     return BlocklistGate(
         SameSiteOriginValidator(
-            SessionAuthWhenCookie(URLRouter([*tracking_routes, *notification_routes])), settings.ALLOWED_HOSTS
+            SessionAuthWhenCookie(
+                URLRouter([*tracking_routes, *notification_routes, re_path(r"^", NoRouteConsumer.as_asgi())])
+            ),
+            settings.ALLOWED_HOSTS,
         )
     )

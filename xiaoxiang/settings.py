@@ -211,6 +211,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, within the body, depth and text limits below (xiaoxiang/payloads.py).
+    "DEFAULT_PARSER_CLASSES": ["xiaoxiang.payloads.JsonBodyParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -229,6 +231,12 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": 0,
     "EXCEPTION_HANDLER": "xiaoxiang.api.exception_handler",
 }
+# Untrusted JSON (REST bodies, socket frames) nests at most this deep; the
+# largest legitimate body, a GPS batch, is 3 levels deep.
+JSON_MAX_DEPTH = 32
+# Django's own body limit, also applied to REST JSON bodies (413 beyond); the
+# same 1 MiB as nginx's client_max_body_size. A 500-point GPS batch is ~100 kB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 10)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=7),

@@ -8,7 +8,6 @@ consumers subclass it and implement `opened`.
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import signal
@@ -23,7 +22,7 @@ import redis
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
@@ -35,6 +34,7 @@ from xiaoxiang import metrics
 from xiaoxiang.auth import RoleJWTAuthentication
 from xiaoxiang.cache import REDIS_CLIENT_OPTIONS, REDIS_DOWN, redis_unavailable
 from xiaoxiang.errors import DATABASE_DOWN
+from xiaoxiang.payloads import PayloadError, json_decode
 
 logger = logging.getLogger(__name__)
 
@@ -407,15 +407,16 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         if size > settings.WS_MAX_FRAME_BYTES or not self.bucket.take():
             await self.deny(CLOSE_TOO_MANY)
             return
+        detail = 'Send a JSON object with a "type".'
         try:
-            content = json.loads(text_data) if text_data is not None else None
-        except ValueError:
-            content = None
+            content = json_decode(text_data) if text_data is not None else None
+        except PayloadError as error:  # too deep, not JSON, NUL or a lone surrogate
+            content, detail = None, str(error)
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             if self.user is None:
                 await self.deny(CLOSE_UNAUTHENTICATED)
             else:
-                await self.send_json({"type": "error", "detail": 'Send a JSON object with a "type".'})
+                await self.send_json({"type": "error", "detail": detail})
             return
         if content["type"] == "auth":
             await self.authenticate_token(content.get("token"))
@@ -514,3 +515,14 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def heartbeat(self) -> None:
         await self.send_json({"type": "heartbeat", "server_time": timezone.now().isoformat()})
+
+
+class NoRouteConsumer(AsyncWebsocketConsumer):
+    """Every socket path no route names, a malformed order id included: accepted, then closed 4404.
+
+    Unrouted, Channels' URLRouter raises and Daphne answers the handshake with a 500.
+    """
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_NOT_FOUND)

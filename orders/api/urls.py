@@ -1,5 +1,6 @@
 from django.urls import path
 
+import xiaoxiang.converters  # noqa: F401  (registers <order_id:...>)
 from orders.api import views
 
 urlpatterns = [
@@ -9,14 +10,16 @@ urlpatterns = [
     path("auth/logout/", views.LogoutApi.as_view(), name="api-logout"),
     path("products/", views.ProductListApi.as_view(), name="api-products"),
     path("orders/", views.OrderListCreateApi.as_view(), name="api-orders"),
-    path("orders/<str:order_id>/", views.OrderDetailApi.as_view(), name="api-order-detail"),
-    path("orders/<str:order_id>/pay/", views.OrderPayApi.as_view(), name="api-order-pay"),
-    path("orders/<str:order_id>/cancel/", views.OrderCancelApi.as_view(), name="api-order-cancel"),
+    path("orders/<order_id:order_id>/", views.OrderDetailApi.as_view(), name="api-order-detail"),
+    path("orders/<order_id:order_id>/pay/", views.OrderPayApi.as_view(), name="api-order-pay"),
+    path("orders/<order_id:order_id>/cancel/", views.OrderCancelApi.as_view(), name="api-order-cancel"),
     path("warehouse/orders/", views.WarehouseOrderListApi.as_view(), name="api-warehouse-orders"),
-    path("warehouse/orders/<str:order_id>/stage/", views.WarehouseStageApi.as_view(), name="api-warehouse-stage"),
+    path("warehouse/orders/<order_id:order_id>/stage/", views.WarehouseStageApi.as_view(), name="api-warehouse-stage"),
     path(
-        "warehouse/orders/<str:order_id>/dispatch/", views.WarehouseDispatchApi.as_view(), name="api-warehouse-dispatch"
+        "warehouse/orders/<order_id:order_id>/dispatch/",
+        views.WarehouseDispatchApi.as_view(),
+        name="api-warehouse-dispatch",
     ),
     path("rider/orders/", views.RiderOrderListApi.as_view(), name="api-rider-orders"),
-    path("rider/orders/<str:order_id>/delivered/", views.RiderDeliveredApi.as_view(), name="api-rider-delivered"),
+    path("rider/orders/<order_id:order_id>/delivered/", views.RiderDeliveredApi.as_view(), name="api-rider-delivered"),
 ]

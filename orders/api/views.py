@@ -64,7 +64,7 @@ class RegisterApi(JsonApiView):
     "(LOGIN_FAILURE_LIMIT, LOGIN_COOLOFF_MINUTES): 429 with a `detail` and `Retry-After`, even for the right password.",
 )
 class TokenObtainApi(jwt_views.TokenObtainPairView):
-    parser_classes = JsonApiView.parser_classes
+    pass
 
     def get_serializer_context(self) -> dict[str, Any]:
         # simplejwt authenticates with the request in this context. django-axes marks a
@@ -89,7 +89,7 @@ class TokenObtainApi(jwt_views.TokenObtainPairView):
     responses={200: order_io.TokenPairOutputSerializer, **error_responses(400, 401, 429)},
 )
 class TokenRefreshApi(jwt_views.TokenRefreshView):
-    parser_classes = JsonApiView.parser_classes
+    pass
 
 
 class LogoutApi(JsonApiView):

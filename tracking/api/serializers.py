@@ -19,6 +19,7 @@ from tracking.role_views import flagged_points_visible, path_visible, position_d
 from tracking.services import LocationPoint, location_max_future
 from tracking.snapshot import timeline_entry
 from xiaoxiang.api import StrictFloatField
+from xiaoxiang.payloads import text_error
 
 
 class AwareDateTimeField(serializers.DateTimeField):
@@ -91,17 +92,6 @@ _REQUIRED_NUMBERS = (("lat", -90.0, 90.0), ("lon", -180.0, 180.0))
 _OPTIONAL_NUMBERS = (("accuracy", 0.0, None), ("speed", 0.0, None), ("heading", 0.0, 360.0))
 
 
-def _text_error(value: str) -> str | None:
-    """What PostgreSQL cannot store in a text column (DRF's CharField refuses the same)."""
-    if "\x00" in value:
-        return "Null characters are not allowed."
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "Surrogate characters are not allowed."
-    return None
-
-
 def _finite_number(value: Any, low: float, high: float | None) -> tuple[float | None, str | None]:
     """(number, None) or (None, error): a JSON number only (not a boolean or a string), finite, in range."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -137,7 +127,7 @@ def location_point_parse(item: Any, *, latest: dt.datetime) -> tuple[LocationPoi
         errors["client_id"] = ["Required: a non-empty string."]
     elif len(client_id) > CLIENT_ID_MAX_LENGTH:
         errors["client_id"] = [f"At most {CLIENT_ID_MAX_LENGTH} characters."]
-    elif error := _text_error(client_id):
+    elif error := text_error(client_id):
         errors["client_id"] = [error]
     values["client_id"] = client_id
 

@@ -13,7 +13,8 @@ from tracking.api import serializers as tracking_io
 from tracking.role_views import flagged_points_visible
 from tracking.services import location_points_ingest
 from xiaoxiang import metrics
-from xiaoxiang.api import JsonApiView, LenientJSONParser, error_responses
+from xiaoxiang.api import JsonApiView, error_responses
+from xiaoxiang.payloads import LenientJsonBodyParser
 from xiaoxiang.roles import ROLE_RIDER
 
 GEOJSON_MEDIA_TYPE = "application/geo+json"
@@ -27,7 +28,7 @@ class GeoJSONRenderer(JSONRenderer):
 class RiderLocationsApi(JsonApiView):
     # NaN/Infinity tokens parse, then validation rejects just that point.
     allowed_roles = (ROLE_RIDER,)
-    parser_classes = [LenientJSONParser]
+    parser_classes = [LenientJsonBodyParser]
     # The ingest scope replaces the per-user rate: a rider posts every ~15 s plus offline batches.
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "ingest"
