@@ -18,7 +18,6 @@ SIGKILL of the supervisor never leaves an orphan.
 """
 
 import ctypes
-import os
 import signal
 import subprocess
 import sys
@@ -52,7 +51,7 @@ def supervise(argv: list[str]) -> int:
     delay = FIRST_DELAY
     while True:
         started = time.monotonic()
-        child = subprocess.Popen(argv, start_new_session=True, preexec_fn=_die_with_parent)
+        child = subprocess.Popen(argv, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: S603 (the Procfile line)
         _log(f"started {argv[0]} (pid {child.pid})")
         if stopping:  # a signal that came while the child was being started
             child.send_signal(stopping[-1])
