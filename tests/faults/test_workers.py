@@ -138,10 +138,10 @@ def test_a_worker_killed_with_sigkill_is_restarted_and_loses_no_job(private_redi
     with transaction.atomic():
         # The orders' rows are locked here: their jobs block mid-task, in flight.
         list(Order.objects.select_for_update().filter(pk__in=[order.pk for order in in_flight]))
-        enqueue(private_redis.url, in_flight, countdown=0)
         enqueue(private_redis.url, held, countdown=6)
+        supervisor.wait_for_log("received", count=len(held), timeout=30)
+        enqueue(private_redis.url, in_flight, countdown=0)
         wait_until(lambda: waiting_for_a_lock() >= 2, timeout=30, what=f"jobs in flight; log:\n{supervisor.log()}")
-        supervisor.wait_for_log("received", count=6, timeout=30)
         [worker_pid] = children(supervisor.pid)
         os.killpg(worker_pid, signal.SIGKILL)
         killed = time.monotonic()
