@@ -130,3 +130,76 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+def test_daphne_restarted_by_its_supervisor_has_its_clients_back(processes, make_order, customer):
+    """The Procfile's ws line: Daphne stopped (SIGTERM, 1012) comes back under its supervisor, and so do clients."""
+    import asyncio
+    import json
+    import os
+
+    import websockets
+
+    order = make_order("delivering")
+    port = free_port()
+    env = server_env(WS_PORT=str(port))
+    supervisor = processes.start("ws", procfile_argv("ws", env), env)
+    token = str(AccessToken.for_user(customer))
+    url = f"ws://127.0.0.1:{port}/ws/orders/{order.pk}/"
+
+    async def snapshot(ws) -> dict:
+        await ws.send(json.dumps({"type": "auth", "token": token}))
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    async def scenario() -> tuple[int, float]:
+        ws = await _connect(url, timeout=60)
+        assert (await snapshot(ws))["type"] == "snapshot"
+        [daphne] = children(supervisor.pid)
+        signal_sent = time.monotonic()
+        os.kill(daphne, signal.SIGTERM)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        closed_at = time.monotonic()
+        # Back for good: a socket that stays open (one opened on the old process while it was
+        # stopping is dropped again, and the client reconnects once more).
+        drops = []
+        while True:
+            back = await _connect(url, timeout=30)
+            frame = await snapshot(back)
+            assert (frame["type"], frame["version"]) == ("snapshot", order.version)
+            try:
+                await asyncio.wait_for(back.recv(), 3)
+            except TimeoutError:
+                break
+            except websockets.ConnectionClosed as dropped:
+                drops.append(dropped.rcvd.code if dropped.rcvd else None)
+        back_after = time.monotonic() - closed_at - 3  # less the 3 s it was watched
+        await back.close()
+        print(f"\nFIGURES Daphne SIGTERM under its supervisor: closed {closed_at - signal_sent:.2f} s after the signal")
+        print(f"FIGURES   with {closed.value.rcvd.code}; the client back for good {back_after:.1f} s after the close,")
+        print(f"FIGURES   after {len(drops)} more drops {drops} (sockets opened on the stopping process)")
+        return closed.value.rcvd.code, back_after
+
+    code, back_after = asyncio.run(scenario())
+    assert code == 1012
+    # One Daphne restarting: the supervisor's 1 s, then its start-up (generous for a loaded machine).
+    assert back_after < 30
+    assert "restarting in 1 s" in supervisor.log()
+
+
+async def _connect(url: str, *, timeout: float):
+    import asyncio
+    import random
+
+    import websockets
+
+    deadline, delay = time.monotonic() + timeout, 0.25
+    while True:
+        try:
+            return await websockets.connect(url)
+        except (OSError, websockets.WebSocketException):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 5.0)
