@@ -121,3 +121,17 @@ def test_compose_has_the_whole_topology_with_health_checks_and_named_volumes():
         assert "test" in services[name]["healthcheck"], name
     assert set(config["volumes"]) == {"postgres_data", "redis_data", "prometheus_data", "grafana_data"}
     assert services["web"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+
+
+def test_every_role_is_restarted_when_it_dies():
+    """What deploy/supervise.py does for the Procfile, the container runtimes do for the containers."""
+    services = compose()["services"]
+    for role in ROLES:
+        assert services[role]["restart"] == "unless-stopped", role
+    deployments = by_kind(rendered("overlays/production"), "Deployment")
+    for role in ("web", "ws", "worker", "beat"):
+        pod = deployments[role]["spec"]["template"]["spec"]
+        assert pod.get("restartPolicy", "Always") == "Always", role
+    # A process that hangs instead of exiting is restarted by its liveness probe (beat has none: it exits).
+    for role in ("web", "ws", "worker"):
+        assert "livenessProbe" in deployments[role]["spec"]["template"]["spec"]["containers"][0], role
