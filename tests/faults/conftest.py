@@ -57,7 +57,8 @@ def waiting_for_a_lock() -> int:
     """Backends of this test database waiting for a row lock (a server process blocked mid-request or mid-task)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) WHERE NOT granted AND datname = current_database()"
+            "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid)"
+            " WHERE NOT granted AND datname = current_database()"
         )
         return cursor.fetchone()[0]
 
@@ -132,7 +133,8 @@ class RedisServer:
 
     def start(self) -> None:
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        argv += ["--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always", "--dir", str(self.data_dir)]
+        persistence = ["--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always"]
+        argv += [*persistence, "--dir", str(self.data_dir)]
         self.process = self.processes.start("redis", argv, os.environ.copy())
         self.process.wait_for_log("Ready to accept connections", timeout=20)
 

@@ -25,9 +25,9 @@ from django.db import transaction
 
 from orders.models import Order
 from tests.conftest import make_rider
-from tests.live import free_port
 from tests.faults.conftest import children, procfile_argv, role_env, wait_until, waiting_for_a_lock
 from tests.jobs.conftest import backdate
+from tests.live import free_port
 from tracking.models import TrackingEvent
 from tracking.tasks import eta_recompute
 from xiaoxiang.celery import app
@@ -93,7 +93,8 @@ def test_the_worker_survives_a_broker_outage_and_computes_every_due_job(private_
     enqueue(private_redis.url, [fresh], countdown=0)
     wait_until(lambda: computed([fresh]), timeout=60, what=f"a job after the outage; log:\n{worker.log()}")
     print(f"\nFIGURES broker outage {OUTAGE_SECONDS} s, worker alive: {len(orders)} jobs due, {len(computed(orders))}")
-    print(f"FIGURES   computed, the last {caught_up:.1f} s after Redis returned (visibility timeout {VISIBILITY_SECONDS} s);")
+    print(f"FIGURES   computed, the last {caught_up:.1f} s after Redis returned", end="")
+    print(f" (visibility timeout {VISIBILITY_SECONDS} s);")
     print(f"FIGURES   a new job {time.monotonic() - enqueued:.1f} s after it was enqueued")
 
 
@@ -125,7 +126,8 @@ def test_jobs_redis_forgot_or_never_got_are_computed_by_the_sweeps(processes, ma
     # Neither died: their supervisors never had to start them again.
     assert [worker.log().count("supervise: started"), beat.log().count("supervise: started")] == [1, 1]
     print(f"\nFIGURES broker outage {OUTAGE_SECONDS} s, Redis back empty: {len(orders)} jobs due (3 lost, 3 never")
-    print(f"FIGURES   enqueued), {len(computed(orders))} computed by the sweeps, the last {time.monotonic() - back:.1f} s after")
+    print(f"FIGURES   enqueued), {len(computed(orders))} computed by the sweeps,", end="")
+    print(f" the last {time.monotonic() - back:.1f} s after")
 
 
 def test_a_worker_killed_with_sigkill_is_restarted_and_loses_no_job(private_redis, processes, make_order, groups):
