@@ -25,12 +25,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def eager():
-    """Tasks that enqueue others (sweeps) run them in-process here, even with REDIS_URL set."""
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+def eager(settings):
+    """Tasks that enqueue others (sweeps) run them in-process here, even with REDIS_URL set.
+
+    Through the Django settings Celery reads its configuration from: Celery 5.6 lets them win
+    over a value set on app.conf at run time."""
+    settings.CELERY_TASK_ALWAYS_EAGER = settings.CELERY_TASK_EAGER_PROPAGATES = True
 
 
 def minutes_ago(minutes: float) -> dt.datetime:
