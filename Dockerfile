@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for every role of deploy/Procfile (nginx, web, ws, worker, beat); the command
 # chooses the role. compose.yaml and deploy/k8s/ run exactly the Procfile's commands from
-# /app, so `.venv/bin/...` resolves here as it does in a checkout
+# /app, so `.venv/bin/...` resolves here as it does in a checkout, without the Procfile's
+# deploy/supervise.py: Docker and Kubernetes restart containers themselves
 # (tests/ops/test_containers.py checks that they agree).
 
 # --- build: the virtualenv with the runtime requirements (pip and its caches stay here) ---

@@ -6,7 +6,7 @@ PORT ?= 8000
 PYTHON ?= python3
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format migrate seed history backtest bench bench-data clean
+.PHONY: help run test lint format migrate seed history backtest bench bench-data soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test: lint ## Lint, then run the whole pytest suite
 
 bench: $(VENV)/.installed ## Run the benchmarks on the Procfile topology (needs PostgreSQL and Redis: DATABASE_URL, REDIS_URL)
 	@for script in bench/ingest.py bench/fanout.py bench/watchers.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+soak: $(VENV)/.installed ## 30-minute soak of the Procfile topology under light traffic: RSS growth of every process (SOAK_SECONDS; DATABASE_URL, REDIS_URL)
+	$(PY) bench/soak.py
 
 bench-data: $(VENV)/.installed ## Tracking data at 20 million rows, plain vs partitioned (PostgreSQL with pg_partman; ~15 min, ~12 GB)
 	$(PY) bench/tracking_data.py

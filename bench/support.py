@@ -111,6 +111,7 @@ def process_table() -> dict[int, tuple[int, float, int, str]]:
     return table
 
 
+SUPERVISOR_MARK = "deploy/supervise.py"
 ROLE_MARKS = {"web": ("gunicorn",), "ws": ("daphne",), "worker": ("celery",), "nginx": ("nginx",)}
 
 
@@ -130,6 +131,8 @@ def tree_usage(root_pids: list[int]) -> dict[str, dict[str, float]]:
         seen.add(pid)
         pending += children.get(pid, [])
         _, cpu, rss_kib, command = table[pid]
+        if SUPERVISOR_MARK in command:
+            continue  # deploy/supervise.py: its child is counted, not it
         for role, marks in ROLE_MARKS.items():
             if any(mark in command for mark in marks):
                 usage[role]["cpu"] += cpu

@@ -39,16 +39,11 @@ TASK_OPTIONS = {
     "reject_on_worker_lost": True,
 }
 SWEEP_OPTIONS = {**TASK_OPTIONS, "soft_time_limit": 50, "time_limit": 60}
-REFIT_OPTIONS = {**TASK_OPTIONS, "soft_time_limit": 240, "time_limit": 300}
-# Archiving a day of orders outlasts the broker's visibility timeout, so the message is acknowledged
-# on receipt (not redelivered to a second worker mid-run); the next hourly run finishes what a lost one left.
-RETENTION_OPTIONS = {
-    **TASK_OPTIONS,
-    "soft_time_limit": 1700,
-    "time_limit": 1800,
-    "acks_late": False,
-    "reject_on_worker_lost": False,
-}
+# Jobs that may outlast the broker's visibility timeout (120 s) are acknowledged on receipt, so a
+# second worker is not handed one mid-run; the next hourly run does what a lost one did not.
+ACKED_ON_RECEIPT = {"acks_late": False, "reject_on_worker_lost": False}
+REFIT_OPTIONS = {**TASK_OPTIONS, "soft_time_limit": 240, "time_limit": 300, **ACKED_ON_RECEIPT}
+RETENTION_OPTIONS = {**TASK_OPTIONS, "soft_time_limit": 1700, "time_limit": 1800, **ACKED_ON_RECEIPT}
 
 
 @shared_task(name="tracking.eta_recompute", **TASK_OPTIONS)

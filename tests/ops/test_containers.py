@@ -1,5 +1,8 @@
 """The image, compose.yaml and deploy/k8s run exactly the commands of deploy/Procfile, role by role.
 
+Each Procfile line runs its command under deploy/supervise.py (which restarts
+it); containers run the command itself, since Docker and Kubernetes restart them.
+
 No Docker daemon here: the files are parsed and compared. A Procfile
 `${VARIABLE}` (a port, a bind address, a path) matches whatever concrete
 value or `$(VARIABLE)` reference the container files put in its place; every
@@ -16,16 +19,27 @@ from tests.live import ROOT
 from tests.ops.test_k8s import by_kind, rendered
 
 ROLES = ("nginx", "web", "ws", "worker", "beat")
+SUPERVISOR = [".venv/bin/python", "deploy/supervise.py"]
 VARIABLE = re.compile(r"\$\{[^}]+\}")
 
 
-def procfile() -> dict[str, list[str]]:
+def procfile_lines() -> dict[str, list[str]]:
     commands = {}
     for line in (ROOT / "deploy/Procfile").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, command = line.split(":", 1)
             commands[name.strip()] = shlex.split(command)
     return commands
+
+
+def procfile() -> dict[str, list[str]]:
+    """Each Procfile process's command, without the supervisor in front of it."""
+    return {name: argv[len(SUPERVISOR) :] for name, argv in procfile_lines().items()}
+
+
+def test_every_procfile_process_runs_under_the_supervisor():
+    for name, argv in procfile_lines().items():
+        assert argv[: len(SUPERVISOR)] == SUPERVISOR, name
 
 
 def same_command(procfile_argv: list[str], argv: list[str]) -> bool:
@@ -108,3 +122,17 @@ def test_compose_has_the_whole_topology_with_health_checks_and_named_volumes():
         assert "test" in services[name]["healthcheck"], name
     assert set(config["volumes"]) == {"postgres_data", "redis_data", "prometheus_data", "grafana_data"}
     assert services["web"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+
+
+def test_every_role_is_restarted_when_it_dies():
+    """What deploy/supervise.py does for the Procfile, the container runtimes do for the containers."""
+    services = compose()["services"]
+    for role in ROLES:
+        assert services[role]["restart"] == "unless-stopped", role
+    deployments = by_kind(rendered("overlays/production"), "Deployment")
+    for role in ("web", "ws", "worker", "beat"):
+        pod = deployments[role]["spec"]["template"]["spec"]
+        assert pod.get("restartPolicy", "Always") == "Always", role
+    # A process that hangs instead of exiting is restarted by its liveness probe (beat has none: it exits).
+    for role in ("web", "ws", "worker"):
+        assert "livenessProbe" in deployments[role]["spec"]["template"]["spec"]["containers"][0], role
