@@ -12,15 +12,14 @@ import re
 import shlex
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from django.db import connection
 
-from tests.live import ROOT, free_port, server_env
+from tests.live import ROOT, free_port, server_env, wait_until
 
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_]+)(?::-(?P<default>[^}]*))?\}")
 SUPERVISOR = [".venv/bin/python", "deploy/supervise.py"]
@@ -34,16 +33,6 @@ def procfile_argv(role: str, env: dict[str, str], *, supervised: bool = True) ->
             argv = shlex.split(command)
             return argv if supervised else argv[len(SUPERVISOR) :]
     raise KeyError(role)
-
-
-def wait_until(predicate: Callable[[], object], *, timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def children(pid: int) -> list[int]:
