@@ -18,7 +18,6 @@ import websockets
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tests.faults.conftest import children
 from tests.live import start_redis, stop
 from tests.ops.conftest import topology_start, topology_stop
 from tracking.models import TrackingEvent
@@ -93,8 +92,8 @@ def test_redis_killed_for_10_s_under_rider_traffic(tmp_path, make_order, custome
     port = servers[0].port
     topology = topology_start(tmp_path, REDIS_URL=f"redis://127.0.0.1:{port}/0", TRACKING_JOBS_ENABLED="true")
     try:
-        # The Celery worker: the supervisor's child (a restart by the supervisor would be a new pid).
-        worker = children(topology.main_pid("deploy/supervise.py", "worker"))
+        # The Celery worker (a restart by its supervisor would be a new pid).
+        worker = topology.main_pid("-A", "xiaoxiang", "worker")
         rider_client = Rider(topology.url, bearer(rider))
         token = str(AccessToken.for_user(customer))
         versions: dict[int, int] = {}
@@ -167,7 +166,7 @@ def test_redis_killed_for_10_s_under_rider_traffic(tmp_path, make_order, custome
         assert stored == set(accepted)
         assert versions == dict.fromkeys(range(WATCHERS), rest_version)
         assert converged_after <= 10
-        assert worker and children(topology.main_pid("deploy/supervise.py", "worker")) == worker, (
+        assert topology.main_pid("-A", "xiaoxiang", "worker") == worker, (
             f"the Celery worker died:\n{topology.log()[-3000:]}"
         )
     finally:

@@ -41,7 +41,10 @@ class Topology(LiveServer):
         return {role: port for role, port in ports.items() if role in self.processes}
 
     def pids(self, *words: str) -> list[int]:
-        """honcho's descendants (each Procfile process leads a session of its own) with these arguments."""
+        """honcho's descendants (each Procfile process leads a session of its own) with these arguments.
+
+        Not the supervisors (deploy/supervise.py) the Procfile runs them under: the process itself.
+        """
         children: dict[int, list[int]] = {}
         for proc in Path("/proc").glob("[0-9]*"):
             with contextlib.suppress(OSError):  # gone meanwhile
@@ -51,7 +54,8 @@ class Topology(LiveServer):
             pid = pending.pop()
             pending += children.get(pid, [])
             with contextlib.suppress(OSError):
-                if set(words) <= set(Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")):
+                argv = set(Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0"))
+                if set(words) <= argv and "deploy/supervise.py" not in argv:
                     found.append(pid)
         return found
 

@@ -90,6 +90,7 @@ MOVING_GAUGES = [
 # Present after the healthy load; test_failures_... moves them (a healthy load leaves them at 0).
 FAILURE_METRICS = [
     "xiaoxiang_channel_publish_failures_total",
+    "xiaoxiang_redis_unavailable_total",
     "xiaoxiang_channel_backlog",
     "xiaoxiang_celery_queue_length",
     "xiaoxiang_alerts_open",
@@ -510,8 +511,9 @@ def test_failures_move_the_failure_metrics_and_raise_their_alert_rules(
     # (the point itself is committed), the shard comes back, and the sockets' repairs of the lost
     # version wait on the database while the order's next points keep arriving: they queue up in
     # the Daphne process, the backlog.
-    quiet(prometheus, "XiaoxiangPublishDrops", "XiaoxiangRepairsRising")
+    quiet(prometheus, "XiaoxiangPublishDrops", "XiaoxiangRepairsRising", "XiaoxiangRedisUnavailable")
     failures = prometheus.scalar("sum(xiaoxiang_channel_publish_failures_total)")
+    unavailable = prometheus.scalar('sum(xiaoxiang_redis_unavailable_total{use="publish"})')
     repairs = prometheus.scalar("sum(xiaoxiang_channel_repairs_total)")
     backlog = prometheus.scalar("max(xiaoxiang_channel_backlog)")
     with table_locked("warehouses"):
@@ -526,6 +528,12 @@ def test_failures_move_the_failure_metrics_and_raise_their_alert_rules(
         finally:
             channel_shard.process = start_redis(channel_shard.log_path.parent, channel_shard.port).process
         lost_failures = prometheus.scalar("sum(xiaoxiang_channel_publish_failures_total)")
+        wait_until(
+            lambda: prometheus.scalar('sum(xiaoxiang_redis_unavailable_total{use="publish"})') > unavailable,
+            timeout=15,
+            what="the publish that went on without Redis in Prometheus",
+        )
+        went_on = prometheus.scalar('sum(xiaoxiang_redis_unavailable_total{use="publish"})')
 
         def queued() -> bool:
             post(points(1))
@@ -547,6 +555,8 @@ def test_failures_move_the_failure_metrics_and_raise_their_alert_rules(
     )
     evidence += [
         moved("xiaoxiang_channel_publish_failures_total", failures, lost_failures),
+        moved('xiaoxiang_redis_unavailable_total{use="publish"}', unavailable, went_on),
+        raised(prometheus, "XiaoxiangRedisUnavailable"),
         moved("xiaoxiang_channel_backlog", backlog, peak, backlog),
         moved("xiaoxiang_channel_repairs_total", repairs, prometheus.scalar("sum(xiaoxiang_channel_repairs_total)")),
         raised(prometheus, "XiaoxiangPublishDrops"),
