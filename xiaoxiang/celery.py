@@ -22,8 +22,9 @@ def _is_worker_command() -> bool:
 if _is_worker_command():
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="xiaoxiang-worker-metrics-"))
 
-from celery import Celery, signals  # noqa: E402
-from celery.exceptions import Retry  # noqa: E402
+from celery import Celery, Task, signals  # noqa: E402
+from celery.exceptions import Retry, WorkerLostError  # noqa: E402
+from celery.worker.request import Request  # noqa: E402
 
 from xiaoxiang import metrics  # noqa: E402
 from xiaoxiang.env import env_int  # noqa: E402
@@ -32,7 +33,27 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xiaoxiang.settings")
 
 logger = logging.getLogger(__name__)
 
-app = Celery("xiaoxiang")
+
+class CountedRequest(Request):
+    """Counts a task whose pool process died under it (kill -9, OOM killer).
+
+    acks_late with reject_on_worker_lost requeues it, and Celery sends no
+    signal for that: the child that would have sent task_failure is dead.
+    The worker's main process sees it here.
+    """
+
+    def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
+        error = exc_info.exception
+        if isinstance(getattr(error, "exc", error), WorkerLostError):  # (ExceptionWithTraceback wraps it)
+            metrics.task_worker_lost(self.task.name)
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
+class CountedTask(Task):
+    Request = CountedRequest
+
+
+app = Celery("xiaoxiang", task_cls=CountedTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -126,7 +126,7 @@ WS_AUTH_FAILURES = Counter(
 # --- Celery ------------------------------------------------------------------------
 CELERY_TASKS = Counter(
     "xiaoxiang_celery_tasks_total", "Celery task outcomes, by task.", ["task", "outcome"]
-)  # success, failure, retry, rejected, revoked
+)  # success, failure, retry, rejected, revoked, worker_lost (requeued: its pool process died)
 CELERY_QUEUE_WAIT_SECONDS = Histogram(
     "xiaoxiang_celery_task_queue_wait_seconds",
     "Time a task waited in the queue (from publish, or from its countdown's end).",
@@ -309,6 +309,10 @@ def _outcome(outcome: str) -> Callable[..., None]:
         CELERY_TASKS.labels(name, outcome).inc()
 
     return handler
+
+
+def task_worker_lost(name: str) -> None:
+    CELERY_TASKS.labels(name, "worker_lost").inc()
 
 
 _OUTCOME_HANDLERS: dict[str, Callable[..., None]] = {}

@@ -19,6 +19,7 @@ import signal
 import time
 import uuid
 
+import httpx
 import pytest
 import redis
 from django.db import transaction
@@ -159,3 +160,38 @@ def test_a_worker_killed_with_sigkill_is_restarted_and_loses_no_job(private_redi
     print(f"FIGURES   the last {time.monotonic() - killed:.1f}s after the kill (visibility timeout 10 s)")
     # Redelivery may run a job twice; it is idempotent: one ETA and one alert per order.
     assert TrackingEvent.objects.filter(order__in=orders, kind="alert").count() == len(orders)
+
+
+def test_a_pool_process_killed_under_its_task_is_counted_and_the_task_runs_again(
+    private_redis, processes, make_order, groups
+):
+    """kill -9 of the pool processes, one mid-task: the main process requeues the task and counts it (worker_lost)."""
+    [order] = late_orders(make_order, groups, 1)
+    port = free_port()
+    env = role_env(private_redis, WORKER_METRICS_PORT=str(port), METRICS_TOKEN="fault-token")
+    worker = processes.start("worker", procfile_argv("worker", {}, supervised=False), env)
+    worker.wait_for_log("ready.")
+
+    def lost() -> float:
+        scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer fault-token"})
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in scrape.text.splitlines()
+            if line.startswith("xiaoxiang_celery_tasks_total{") and 'outcome="worker_lost"' in line
+        )
+
+    assert lost() == 0
+    with transaction.atomic():
+        # The order's row is locked here: its job blocks mid-task in one pool process.
+        list(Order.objects.select_for_update().filter(pk=order.pk))
+        enqueue(private_redis.url, [order], countdown=0)
+        wait_until(lambda: waiting_for_a_lock() >= 1, timeout=30, what=f"the job in flight; log:\n{worker.log()}")
+        pool = children(worker.pid)
+        assert len(pool) == 2, pool  # --concurrency=2: one runs the job, one is idle
+        for pid in pool:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: lost() == 1, timeout=30, what=f"the lost task counted; log:\n{worker.log()}")
+    # The lock gone, the requeued task runs again in another pool process.
+    wait_until(lambda: computed([order]) == [order.pk], timeout=60, what=f"the job; log:\n{worker.log()}")
+    assert worker.popen.poll() is None  # the main process lives on
+    print(f"\nFIGURES pool process kill -9 mid-task: worker_lost counted {lost():g}, the job computed afterwards")
