@@ -8,7 +8,6 @@ lead to automatic bans (access.services).
 import math
 import time
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -16,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from access.blocklist import Block, blocklist
 from access.services import STRIKE_STATUSES, strike_record
 from xiaoxiang.client_ip import request_client_ip, scope_client_ip
+from xiaoxiang.middleware import SyncAndAsyncMiddleware
 
 BLOCKED_DETAIL = "Requests from your address are blocked."
 
@@ -45,18 +45,8 @@ def _match(address: str | None) -> Block | None:
     return blocklist.match(address)
 
 
-class BlocklistMiddleware:
+class BlocklistMiddleware(SyncAndAsyncMiddleware):
     """Refuses blocked clients before anything else runs; counts strikes on the way out."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response) -> None:
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            # Under Daphne the chain stays async (the long-poll must not pin a thread).
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest):
         if self.async_mode:

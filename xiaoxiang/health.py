@@ -13,7 +13,7 @@ import asyncio
 import logging
 import uuid
 
-from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import connection
@@ -21,6 +21,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse
 
 from xiaoxiang import metrics
+from xiaoxiang.middleware import SyncAndAsyncMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -100,17 +101,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(body, content_type=content_type)
 
 
-class OpsEndpointsMiddleware:
+class OpsEndpointsMiddleware(SyncAndAsyncMiddleware):
     """/healthz, /readyz and /metrics, before host validation and the HTTPS redirect."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response) -> None:
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest):
         if self.async_mode:

@@ -47,6 +47,25 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return defaults.server_error(request)
 
 
+class SyncAndAsyncMiddleware:
+    """A middleware that stays sync in a sync chain (gunicorn) and async in an async one (Daphne).
+
+    Subclasses write `__call__` for the sync chain, beginning with
+    `if self.async_mode: return self.__acall__(request)`, and `__acall__` for the
+    async one. An async chain must stay async: a sync middleware in it would
+    make Django run every request below it in a thread, long-polls included.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+
 # Stock WhiteNoiseMiddleware is sync-only, which makes Django run every request
 # below it in a thread, async views included: a 30 s long-poll would pin a
 # thread for its whole wait. This subclass serves files the same way and
