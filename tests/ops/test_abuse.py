@@ -18,12 +18,17 @@ from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-TOPOLOGY_ENV = {
-    "ACCESS_AUTO_BAN_THRESHOLD": "4",
-    "ACCESS_AUTO_BAN_WINDOW_SECONDS": "60",
-    "ACCESS_BLOCKLIST_REFRESH_SECONDS": "1",
-    "LOGIN_FAILURE_LIMIT": "3",
-}
+
+@pytest.fixture(scope="module")
+def topology_env() -> dict[str, str]:
+    return {
+        "ACCESS_AUTO_BAN_THRESHOLD": "4",
+        "ACCESS_AUTO_BAN_WINDOW_SECONDS": "60",
+        "ACCESS_BLOCKLIST_REFRESH_SECONDS": "1",
+        "LOGIN_FAILURE_LIMIT": "3",
+    }
+
+
 _forged = itertools.count(1)
 
 
