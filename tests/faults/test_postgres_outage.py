@@ -11,17 +11,14 @@ half-written.
 import asyncio
 import json
 import subprocess
-import threading
 import time
-import uuid
 
 import httpx
 import psycopg2
 import pytest
 import websockets
-from django.utils import timezone
 
-from tests.faults.servers import PostgresCluster
+from tests.faults.servers import Poster, PostgresCluster, point_post
 from tests.live import ROOT, server_env
 from tests.ops.conftest import topology_start, topology_stop
 
@@ -29,34 +26,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 OUTAGE_SECONDS = 10
 PASSWORD = "fault-test-password"
-
-
-class Poster(threading.Thread):
-    """Sends one request every 0.25 s and keeps every answer: (sent at, status, Retry-After, body, point id)."""
-
-    def __init__(self, url: str, request) -> None:
-        super().__init__(daemon=True)
-        self.url, self.request = url, request
-        self.answers: list[tuple[float, int, str | None, dict, str]] = []
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=15) as client:
-            while not self.stopping.is_set():
-                point_id = uuid.uuid4().hex
-                started = time.monotonic()
-                response = self.request(client, point_id)
-                json_body = response.headers.get("content-type", "").startswith("application/json")
-                self.answers.append(
-                    (
-                        started,
-                        response.status_code,
-                        response.headers.get("retry-after"),
-                        response.json() if json_body else {"text": response.text},
-                        point_id,
-                    )
-                )
-                self.stopping.wait(0.25)
 
 
 @pytest.fixture
@@ -110,11 +79,7 @@ def test_postgres_stopped_for_10_s(tmp_path, cluster):
             ]:
                 assert client.post(path, json=body, headers=headers).status_code == 200, path
 
-        def post_point(http: httpx.Client, point_id: str) -> httpx.Response:
-            point = {"client_id": point_id, "lat": 31.19, "lon": 121.44, "recorded_at": timezone.now().isoformat()}
-            return http.post("/api/rider/locations/", json={"points": [point]}, headers=rider)
-
-        ingest = Poster(topology.url, post_point)
+        ingest = Poster(topology.url, point_post(rider))
         reads = Poster(topology.url, lambda http, _: http.get(f"/api/orders/{order_id}/", headers=customer))
         ready = Poster(topology.url, lambda http, _: http.get("/readyz"))
         posters = (ingest, reads, ready)
@@ -146,18 +111,18 @@ def test_postgres_stopped_for_10_s(tmp_path, cluster):
 
     def answers_during(poster: Poster) -> list:
         # A margin after the stop: a request sent as PostgreSQL stops may see either side.
-        return [answer for answer in poster.answers if stopped_at + 0.5 <= answer[0] < restarting_at]
+        return poster.between(stopped_at + 0.5, restarting_at)
 
     def recovered_after(poster: Poster) -> float:
         """Seconds from the restart to the first 200 after which every answer is 200."""
-        after = [answer for answer in poster.answers if answer[0] >= started_at]
+        after = poster.between(started_at, float("inf"))
         for index, answer in enumerate(after):
-            if all(later[1] == 200 for later in after[index:]):
-                return answer[0] - started_at
+            if all(later.status == 200 for later in after[index:]):
+                return answer.sent_at - started_at
         return float("inf")
 
     summary = {
-        name: (sorted({answer[1] for answer in answers_during(poster)}), f"{recovered_after(poster):.1f} s")
+        name: (sorted({answer.status for answer in answers_during(poster)}), f"{recovered_after(poster):.1f} s")
         for name, poster in (("ingest", ingest), ("detail", reads), ("readyz", ready))
     }
     with psycopg2.connect(cluster.url) as connection, connection.cursor() as cursor:
@@ -167,8 +132,10 @@ def test_postgres_stopped_for_10_s(tmp_path, cluster):
         versions = [row[0] for row in cursor.fetchall()]
         cursor.execute("SELECT version FROM orders WHERE id = %s", [order_id])
         order_version = cursor.fetchone()[0]
-    acknowledged = {answer[4] for answer in ingest.answers if answer[1] == 200 and answer[3].get("accepted")}
-    posted = {answer[4] for answer in ingest.answers}
+    acknowledged = {
+        answer.point_id for answer in ingest.answers if answer.status == 200 and answer.body.get("accepted")
+    }
+    posted = {answer.point_id for answer in ingest.answers}
     print(
         f"\npostgres outage {OUTAGE_SECONDS} s: during (statuses) and recovery after restart {summary}; "
         f"socket opened during: close {socket_close}; {len(acknowledged)} acknowledged, {len(stored)} stored, "
@@ -178,12 +145,14 @@ def test_postgres_stopped_for_10_s(tmp_path, cluster):
     for poster in posters:
         during = answers_during(poster)
         assert during, "nothing was sent while PostgreSQL was down"
-        assert {answer[1] for answer in during} == {503}
+        assert {answer.status for answer in during} == {503}
         assert recovered_after(poster) <= 10
     # The API's answers say when to come back and why; /readyz is a probe and just says "not ready".
     api_during = answers_during(ingest) + answers_during(reads)
-    assert all(answer[2] == "5" and "database is unavailable" in answer[3]["detail"] for answer in api_during)
-    assert all(answer[1] < 500 or answer[1] == 503 for poster in posters for answer in poster.answers)
+    assert all(
+        answer.retry_after == "5" and "database is unavailable" in answer.body["detail"] for answer in api_during
+    )
+    assert all(answer.status < 500 or answer.status == 503 for poster in posters for answer in poster.answers)
     assert socket_close == 1013
     assert acknowledged <= stored <= posted
     assert versions == list(range(1, order_version + 1))  # every change whole: no version lost or doubled

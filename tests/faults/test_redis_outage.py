@@ -8,16 +8,14 @@ reads keep answering, and every watcher ends on the REST version.
 
 import asyncio
 import json
-import threading
 import time
-import uuid
 
 import httpx
 import pytest
 import websockets
-from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
+from tests.faults.servers import Poster, point_post
 from tests.live import start_redis, stop
 from tests.ops.conftest import topology_start, topology_stop
 from tracking.models import TrackingEvent
@@ -30,37 +28,6 @@ WATCHERS = 4
 
 def bearer(user) -> dict[str, str]:
     return {"Authorization": f"Bearer {AccessToken.for_user(user)}"}
-
-
-class Rider(threading.Thread):
-    """Posts one point every 0.25 s through nginx and keeps every answer."""
-
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
-        super().__init__(daemon=True)
-        self.url, self.headers = url, headers
-        self.answers: list[tuple[float, int, str, dict, float]] = []
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=15) as client:
-            step = 0
-            while not self.stopping.is_set():
-                step += 1
-                point = {
-                    "client_id": uuid.uuid4().hex,
-                    "lat": 31.19 + step * 0.0001,
-                    "lon": 121.44,
-                    "recorded_at": timezone.now().isoformat(),
-                }
-                started = time.monotonic()
-                response = client.post("/api/rider/locations/", json={"points": [point]}, headers=self.headers)
-                body = (
-                    response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-                )
-                self.answers.append(
-                    (started, response.status_code, point["client_id"], body, time.monotonic() - started)
-                )
-                self.stopping.wait(0.25)
 
 
 async def watch(
@@ -94,7 +61,7 @@ def test_redis_killed_for_10_s_under_rider_traffic(tmp_path, make_order, custome
     try:
         # The Celery worker (a restart by its supervisor would be a new pid).
         worker = topology.main_pid("-A", "xiaoxiang", "worker")
-        rider_client = Rider(topology.url, bearer(rider))
+        rider_client = Poster(topology.url, point_post(bearer(rider)))
         token = str(AccessToken.for_user(customer))
         versions: dict[int, int] = {}
         reads: list[int] = []
@@ -143,15 +110,15 @@ def test_redis_killed_for_10_s_under_rider_traffic(tmp_path, make_order, custome
 
         closes, converged_after, rest_version = asyncio.run(scenario())
 
-        during = [answer for answer in rider_client.answers if timeline["killed"] <= answer[0] < timeline["back"]]
-        during_seconds = sorted(answer[4] for answer in during)
+        during = rider_client.between(timeline["killed"], timeline["back"])
+        during_seconds = sorted(answer.seconds for answer in during)
         accepted = [
-            client_id for _, status, client_id, body, _ in rider_client.answers if status == 200 and body["accepted"]
+            answer.point_id for answer in rider_client.answers if answer.status == 200 and answer.body["accepted"]
         ]
         stored = set(
             TrackingEvent.objects.filter(order=order, client_id__in=accepted).values_list("client_id", flat=True)
         )
-        statuses = sorted({answer[1] for answer in rider_client.answers})
+        statuses = sorted({answer.status for answer in rider_client.answers})
         print(
             f"\nredis outage {OUTAGE_SECONDS} s: {len(rider_client.answers)} POSTs ({len(during)} during), "
             f"statuses {statuses}, p50 {during_seconds[len(during_seconds) // 2] * 1000:.0f} ms / max "
@@ -160,8 +127,8 @@ def test_redis_killed_for_10_s_under_rider_traffic(tmp_path, make_order, custome
             f"watchers on REST version {rest_version} {converged_after:.1f} s after Redis returned; closes {closes}"
         )
         assert during, "the rider posted nothing while Redis was down"
-        assert all(answer[1] < 500 for answer in rider_client.answers), statuses
-        assert all(answer[1] == 200 for answer in during)
+        assert all(answer.status < 500 for answer in rider_client.answers), statuses
+        assert all(answer.status == 200 for answer in during)
         assert set(reads) == {200}
         assert stored == set(accepted)
         assert versions == dict.fromkeys(range(WATCHERS), rest_version)
